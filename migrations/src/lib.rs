@@ -1,1 +1,15 @@
-//! placeholder
+//! The schema, one migration per change, applied by `reliefd migrate` and at `reliefd serve`
+//! start-up. The same statements run on SQLite and PostgreSQL.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m0001_foundation;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_foundation::Migration)]
+    }
+}

@@ -118,36 +118,90 @@ pub fn check_submission(
 ) -> Result<SubmissionFlags, Vec<Violation>> {
     let mut v = Violations::new();
     let f = |name: &str| format!("application.{name}");
-    v.text(&f("recipient.name"), &app.recipient.name, MAX_NAME_CHARS, true);
+    v.text(
+        &f("recipient.name"),
+        &app.recipient.name,
+        MAX_NAME_CHARS,
+        true,
+    );
     if app.recipient.resident_id.is_none() {
         v.add(f("recipient.resident_id_number"), "is required");
     }
-    v.text(&f("recipient.phone"), &app.recipient.phone, MAX_NAME_CHARS, true);
-    v.text(&f("recipient.address"), &app.recipient.address, MAX_LINE_CHARS, true);
-    v.text(&f("basic_situation"), &app.basic_situation, MAX_TEXT_CHARS, true);
+    v.text(
+        &f("recipient.phone"),
+        &app.recipient.phone,
+        MAX_NAME_CHARS,
+        true,
+    );
+    v.text(
+        &f("recipient.address"),
+        &app.recipient.address,
+        MAX_LINE_CHARS,
+        true,
+    );
+    v.text(
+        &f("basic_situation"),
+        &app.basic_situation,
+        MAX_TEXT_CHARS,
+        true,
+    );
     v.text(&f("reason"), &app.reason, MAX_TEXT_CHARS, true);
     match &app.category {
         None => v.add(f("category_code"), "is required"),
         Some(code) if rules.category(code).is_none() => {
-            v.add(f("category_code"), format_args!("{code} is not a category of this district"));
+            v.add(
+                f("category_code"),
+                format_args!("{code} is not a category of this district"),
+            );
         }
         Some(_) => {}
     }
     if app.requested_amount.is_zero() {
         v.add(f("requested_amount_fen"), "must be positive");
     }
-    v.text(&f("implementing_unit"), &app.implementing_unit, MAX_LINE_CHARS, true);
-    v.text(&f("receiving_unit.name"), &app.receiving_unit.name, MAX_LINE_CHARS, true);
-    v.text(&f("receiving_unit.bank_name"), &app.receiving_unit.bank_name, MAX_LINE_CHARS, true);
-    v.text(&f("receiving_unit.bank_account"), &app.receiving_unit.bank_account, MAX_NAME_CHARS, true);
-    v.text(&f("petition.petition_number"), &app.petition.number, MAX_NAME_CHARS, true);
+    v.text(
+        &f("implementing_unit"),
+        &app.implementing_unit,
+        MAX_LINE_CHARS,
+        true,
+    );
+    v.text(
+        &f("receiving_unit.name"),
+        &app.receiving_unit.name,
+        MAX_LINE_CHARS,
+        true,
+    );
+    v.text(
+        &f("receiving_unit.bank_name"),
+        &app.receiving_unit.bank_name,
+        MAX_LINE_CHARS,
+        true,
+    );
+    v.text(
+        &f("receiving_unit.bank_account"),
+        &app.receiving_unit.bank_account,
+        MAX_NAME_CHARS,
+        true,
+    );
+    v.text(
+        &f("petition.petition_number"),
+        &app.petition.number,
+        MAX_NAME_CHARS,
+        true,
+    );
     if !app.seal.sealed {
-        v.add(f("seal.sealed"), "the application must carry the applicant unit's seal");
+        v.add(
+            f("seal.sealed"),
+            "the application must carry the applicant unit's seal",
+        );
     }
     match app.fiscal_year {
         None => v.add(f("fiscal_year"), "is required"),
         Some(year) if rules.budget_for(year).is_none() => {
-            v.add(f("fiscal_year"), format_args!("the district has no budget for fiscal year {year}"));
+            v.add(
+                f("fiscal_year"),
+                format_args!("the district has no budget for fiscal year {year}"),
+            );
         }
         Some(_) => {}
     }
@@ -173,7 +227,10 @@ pub fn check_submission(
             ),
         );
     }
-    v.into_result(SubmissionFlags { over_cap, repeat_relief })
+    v.into_result(SubmissionFlags {
+        over_cap,
+        repeat_relief,
+    })
 }
 
 /// Where a case stands. Each state carries what is true only in that state.
@@ -314,7 +371,10 @@ impl CaseState {
             | CaseState::Withdrawn
             | CaseState::Rejected
             | CaseState::Approved
-            | CaseState::Paid => Err(TransitionError { action: "edit", from: self.kind() }),
+            | CaseState::Paid => Err(TransitionError {
+                action: "edit",
+                from: self.kind(),
+            }),
         }
     }
 
@@ -326,16 +386,24 @@ impl CaseState {
             | CaseState::Withdrawn
             | CaseState::Rejected
             | CaseState::Approved
-            | CaseState::Paid => Err(TransitionError { action: "submit", from: self.kind() }),
+            | CaseState::Paid => Err(TransitionError {
+                action: "submit",
+                from: self.kind(),
+            }),
         }
     }
 
     /// The applicant unit may withdraw a case until it is decided.
     pub fn withdraw(&self) -> Result<CaseState, TransitionError> {
         match self {
-            CaseState::Draft | CaseState::Returned | CaseState::InReview { .. } => Ok(CaseState::Withdrawn),
+            CaseState::Draft | CaseState::Returned | CaseState::InReview { .. } => {
+                Ok(CaseState::Withdrawn)
+            }
             CaseState::Withdrawn | CaseState::Rejected | CaseState::Approved | CaseState::Paid => {
-                Err(TransitionError { action: "withdraw", from: self.kind() })
+                Err(TransitionError {
+                    action: "withdraw",
+                    from: self.kind(),
+                })
             }
         }
     }
@@ -384,14 +452,18 @@ mod tests {
         }
         assert_eq!(
             CaseState::Paid.submit(step()),
-            Err(TransitionError { action: "submit", from: StateKind::Paid })
+            Err(TransitionError {
+                action: "submit",
+                from: StateKind::Paid
+            })
         );
     }
 
     #[test]
     fn parts_round_trip() {
         for state in all_states() {
-            let rebuilt = CaseState::from_parts(state.kind().as_str(), state.step().map(StepId::as_str));
+            let rebuilt =
+                CaseState::from_parts(state.kind().as_str(), state.step().map(StepId::as_str));
             assert_eq!(rebuilt, Ok(state));
         }
         assert!(CaseState::from_parts("in_review", None).is_err());
@@ -419,8 +491,15 @@ mod tests {
                 bank_name: "望城农商银行".into(),
                 bank_account: "6230000000000001".into(),
             },
-            petition: PetitionRef { number: "WC-2022-001".into(), summary: String::new() },
-            seal: Seal { sealed: true, sealed_by: "高塘岭街道".into(), sealed_at: None },
+            petition: PetitionRef {
+                number: "WC-2022-001".into(),
+                summary: String::new(),
+            },
+            seal: Seal {
+                sealed: true,
+                sealed_by: "高塘岭街道".into(),
+                sealed_at: None,
+            },
             attachments: vec![],
             fiscal_year: Some(2022),
             over_cap_justification: String::new(),
@@ -432,7 +511,10 @@ mod tests {
     fn submission_checks() {
         let rules = seed_rules(2022);
         let ok = complete_application();
-        assert_eq!(check_submission(&ok, &rules, &[]), Ok(SubmissionFlags::default()));
+        assert_eq!(
+            check_submission(&ok, &rules, &[]),
+            Ok(SubmissionFlags::default())
+        );
 
         let fields = |app: &Application, recent: &[CaseId]| -> Vec<String> {
             check_submission(app, &rules, recent)
@@ -451,19 +533,28 @@ mod tests {
         over.over_cap_justification = "重病".into();
         assert_eq!(
             check_submission(&over, &rules, &[]),
-            Ok(SubmissionFlags { over_cap: true, repeat_relief: false })
+            Ok(SubmissionFlags {
+                over_cap: true,
+                repeat_relief: false
+            })
         );
         let mut at_cap = ok.clone();
         at_cap.requested_amount = Money::from_yuan(50_000).unwrap();
         assert_eq!(fields(&at_cap, &[]), Vec::<String>::new());
 
         let recent = [CaseId::new_v7()];
-        assert_eq!(fields(&ok, &recent), ["application.repeat_relief_justification"]);
+        assert_eq!(
+            fields(&ok, &recent),
+            ["application.repeat_relief_justification"]
+        );
         let mut repeat = ok.clone();
         repeat.repeat_relief_justification = "新的困难".into();
         assert_eq!(
             check_submission(&repeat, &rules, &recent),
-            Ok(SubmissionFlags { over_cap: false, repeat_relief: true })
+            Ok(SubmissionFlags {
+                over_cap: false,
+                repeat_relief: true
+            })
         );
 
         let mut other_year = ok.clone();
@@ -471,14 +562,23 @@ mod tests {
         assert_eq!(fields(&other_year, &[]), ["application.fiscal_year"]);
         let mut unknown_category = ok;
         unknown_category.category = Some(CategoryCode::parse("nope").unwrap());
-        assert_eq!(fields(&unknown_category, &[]), ["application.category_code"]);
+        assert_eq!(
+            fields(&unknown_category, &[]),
+            ["application.category_code"]
+        );
     }
 
     #[test]
     fn account_masking() {
-        let unit = ReceivingUnit { bank_account: "6230000000000001".into(), ..Default::default() };
+        let unit = ReceivingUnit {
+            bank_account: "6230000000000001".into(),
+            ..Default::default()
+        };
         assert_eq!(unit.masked_account(), "************0001");
-        let short = ReceivingUnit { bank_account: "12".into(), ..Default::default() };
+        let short = ReceivingUnit {
+            bank_account: "12".into(),
+            ..Default::default()
+        };
         assert_eq!(short.masked_account(), "12");
     }
 }

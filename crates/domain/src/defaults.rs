@@ -4,7 +4,9 @@
 use crate::ids::{CategoryCode, StepId};
 use crate::money::Money;
 use crate::role::Role;
-use crate::rules::{ApprovalChain, ApprovalStep, Category, FiscalYearBudget, FundRules, StepCondition};
+use crate::rules::{
+    ApprovalChain, ApprovalStep, Category, FiscalYearBudget, FundRules, StepCondition,
+};
 
 /// 50,000 yuan, the soft cap per case (原则上不超过5万元).
 pub const DEFAULT_CASE_CAP_FEN: i64 = 5_000_000;
@@ -33,7 +35,8 @@ pub fn default_categories() -> Vec<Category> {
         Category {
             code: code("no_responsible_party"),
             name: "无责任主体或无力承担".to_owned(),
-            description: "确需救助但无责任主体单位或责任主体单位无力承担，且不会引起攀比".to_owned(),
+            description: "确需救助但无责任主体单位或责任主体单位无力承担，且不会引起攀比"
+                .to_owned(),
         },
         Category {
             code: code("other_hardship"),
@@ -55,11 +58,41 @@ pub fn default_chain() -> ApprovalChain {
     };
     ApprovalChain {
         steps: vec![
-            s("case_officer_review", "经办科室审查", Role::CaseOfficer, 5, false),
-            s("deputy_leader_review", "分管领导复审", Role::DeputyLeader, 5, false),
-            s("bureau_head_review", "主要负责人审核", Role::BureauHead, 5, false),
-            s("party_group_decision", "局党组研究", Role::BureauOffice, 30, true),
-            s("district_leader_approval", "分管区领导审批", Role::DistrictLeader, 10, false),
+            s(
+                "case_officer_review",
+                "经办科室审查",
+                Role::CaseOfficer,
+                5,
+                false,
+            ),
+            s(
+                "deputy_leader_review",
+                "分管领导复审",
+                Role::DeputyLeader,
+                5,
+                false,
+            ),
+            s(
+                "bureau_head_review",
+                "主要负责人审核",
+                Role::BureauHead,
+                5,
+                false,
+            ),
+            s(
+                "party_group_decision",
+                "局党组研究",
+                Role::BureauOffice,
+                30,
+                true,
+            ),
+            s(
+                "district_leader_approval",
+                "分管区领导审批",
+                Role::DistrictLeader,
+                10,
+                false,
+            ),
         ],
     }
 }

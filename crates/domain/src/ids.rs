@@ -66,10 +66,13 @@ fn check_token(s: &str, max: usize) -> Result<(), Error> {
         return Err(Error::Empty);
     }
     let ok = s.len() <= max
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok { Ok(()) } else { Err(Error::BadToken { max }) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadToken { max })
+    }
 }
 
 macro_rules! token_id {

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 pub const FEN_PER_YUAN: i64 = 100;
 
 /// A non-negative amount of money in fen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(try_from = "i64", into = "i64")]
 pub struct Money(i64);
 
@@ -49,7 +51,10 @@ impl Money {
     }
 
     pub fn checked_add(self, other: Money) -> Result<Money, Error> {
-        self.0.checked_add(other.0).map(Money).ok_or(Error::Overflow)
+        self.0
+            .checked_add(other.0)
+            .map(Money)
+            .ok_or(Error::Overflow)
     }
 
     /// `self - other`, or `None` when `other` is larger: money never goes negative.
@@ -71,7 +76,7 @@ impl Money {
         let digits = yuan.to_string();
         let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
         for (i, ch) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
                 grouped.push(',');
             }
             grouped.push(ch);
@@ -111,14 +116,17 @@ mod tests {
         assert_eq!(Money::from_yuan(50_000).unwrap().fen(), 5_000_000);
         assert_eq!(Money::from_yuan(i64::MAX), Err(Error::Overflow));
         assert_eq!(
-            Money::from_fen(i64::MAX).unwrap().checked_add(Money::from_fen(1).unwrap()),
+            Money::from_fen(i64::MAX)
+                .unwrap()
+                .checked_add(Money::from_fen(1).unwrap()),
             Err(Error::Overflow)
         );
     }
 
     #[test]
     fn yuan_strings() {
-        let check = |fen: i64, s: &str| assert_eq!(Money::from_fen(fen).unwrap().to_yuan_string(), s);
+        let check =
+            |fen: i64, s: &str| assert_eq!(Money::from_fen(fen).unwrap().to_yuan_string(), s);
         check(0, "0.00");
         check(5, "0.05");
         check(100, "1.00");

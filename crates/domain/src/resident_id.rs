@@ -116,7 +116,10 @@ mod tests {
         check("1101051949123100", Err(Error::Format));
         check("11010519491231002Y", Err(Error::Format));
         check("", Err(Error::Format));
-        let n = format!("43012219800101123{}", check_char("43012219800101123").unwrap());
+        let n = format!(
+            "43012219800101123{}",
+            check_char("43012219800101123").unwrap()
+        );
         check(&n, Ok(()));
     }
 

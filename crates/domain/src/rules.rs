@@ -101,7 +101,11 @@ pub const fn may_hold_step(role: Role) -> bool {
 
 impl ApprovalChain {
     /// The steps that apply to a case of this amount, in order.
-    pub fn applicable_steps(&self, amount: Money, over_cap: bool) -> impl Iterator<Item = &ApprovalStep> {
+    pub fn applicable_steps(
+        &self,
+        amount: Money,
+        over_cap: bool,
+    ) -> impl Iterator<Item = &ApprovalStep> {
         self.steps
             .iter()
             .filter(move |s| s.condition.applies(amount, over_cap))
@@ -113,7 +117,12 @@ impl ApprovalChain {
     }
 
     /// The step after `current` for this case, or `None` when `current` is the last.
-    pub fn next_step(&self, current: &StepId, amount: Money, over_cap: bool) -> Option<&ApprovalStep> {
+    pub fn next_step(
+        &self,
+        current: &StepId,
+        amount: Money,
+        over_cap: bool,
+    ) -> Option<&ApprovalStep> {
         self.applicable_steps(amount, over_cap)
             .skip_while(|s| &s.id != current)
             .nth(1)
@@ -146,22 +155,34 @@ impl FundRules {
             v.add(f("case_cap_fen"), "must be positive");
         }
         if self.budgets.len() > MAX_BUDGET_YEARS {
-            v.add(f("budgets"), format_args!("at most {MAX_BUDGET_YEARS} fiscal years"));
+            v.add(
+                f("budgets"),
+                format_args!("at most {MAX_BUDGET_YEARS} fiscal years"),
+            );
         }
         let mut years = HashSet::new();
         for (i, b) in self.budgets.iter().enumerate() {
             if !(2000..=2100).contains(&b.fiscal_year) {
-                v.add(f(&format!("budgets[{i}].fiscal_year")), "must be between 2000 and 2100");
+                v.add(
+                    f(&format!("budgets[{i}].fiscal_year")),
+                    "must be between 2000 and 2100",
+                );
             }
             if !years.insert(b.fiscal_year) {
                 v.add(f(&format!("budgets[{i}].fiscal_year")), "appears twice");
             }
         }
         if self.categories.is_empty() {
-            v.add(f("categories"), "at least one eligibility category is required");
+            v.add(
+                f("categories"),
+                "at least one eligibility category is required",
+            );
         }
         if self.categories.len() > MAX_CATEGORIES {
-            v.add(f("categories"), format_args!("at most {MAX_CATEGORIES} categories"));
+            v.add(
+                f("categories"),
+                format_args!("at most {MAX_CATEGORIES} categories"),
+            );
         }
         let mut codes = HashSet::new();
         for (i, c) in self.categories.iter().enumerate() {
@@ -169,13 +190,24 @@ impl FundRules {
                 v.add(f(&format!("categories[{i}].code")), "appears twice");
             }
             v.text(&f(&format!("categories[{i}].name")), &c.name, 64, true);
-            v.text(&f(&format!("categories[{i}].description")), &c.description, 500, false);
+            v.text(
+                &f(&format!("categories[{i}].description")),
+                &c.description,
+                500,
+                false,
+            );
         }
         if self.repeat_relief_wait_days > MAX_PERIOD_DAYS {
-            v.add(f("repeat_relief_wait_days"), format_args!("must be at most {MAX_PERIOD_DAYS}"));
+            v.add(
+                f("repeat_relief_wait_days"),
+                format_args!("must be at most {MAX_PERIOD_DAYS}"),
+            );
         }
         if self.follow_up_after_days.len() > MAX_FOLLOW_UPS {
-            v.add(f("follow_up_after_days"), format_args!("at most {MAX_FOLLOW_UPS} follow-ups"));
+            v.add(
+                f("follow_up_after_days"),
+                format_args!("at most {MAX_FOLLOW_UPS} follow-ups"),
+            );
         }
         let mut last = 0;
         for (i, d) in self.follow_up_after_days.iter().enumerate() {
@@ -199,7 +231,10 @@ impl ApprovalChain {
             return;
         }
         if self.steps.len() > MAX_CHAIN_STEPS {
-            v.add(format!("{prefix}.steps"), format_args!("at most {MAX_CHAIN_STEPS} steps"));
+            v.add(
+                format!("{prefix}.steps"),
+                format_args!("at most {MAX_CHAIN_STEPS} steps"),
+            );
         }
         let mut ids = HashSet::new();
         for (i, s) in self.steps.iter().enumerate() {
@@ -209,13 +244,22 @@ impl ApprovalChain {
             }
             v.text(&f("name"), &s.name, 64, true);
             if !may_hold_step(s.role) {
-                v.add(f("role"), format_args!("role {} may not act on an approval step", s.role));
+                v.add(
+                    f("role"),
+                    format_args!("role {} may not act on an approval step", s.role),
+                );
             }
             if s.deadline_days == 0 || s.deadline_days > MAX_DEADLINE_DAYS {
-                v.add(f("deadline_days"), format_args!("must be between 1 and {MAX_DEADLINE_DAYS}"));
+                v.add(
+                    f("deadline_days"),
+                    format_args!("must be between 1 and {MAX_DEADLINE_DAYS}"),
+                );
             }
             if s.batched && s.role != Role::BureauOffice {
-                v.add(f("batched"), "a batched (party-group) step is recorded by the bureau office");
+                v.add(
+                    f("batched"),
+                    "a batched (party-group) step is recorded by the bureau office",
+                );
             }
         }
         // Every case must end with a final approval, whatever its amount.
@@ -262,7 +306,12 @@ mod tests {
         r.approval_chain.steps[1].deadline_days = 0;
         r.approval_chain.steps[2].batched = true;
         r.budgets.push(r.budgets[0].clone());
-        let fields: Vec<String> = r.validate("rules").unwrap_err().into_iter().map(|v| v.field).collect();
+        let fields: Vec<String> = r
+            .validate("rules")
+            .unwrap_err()
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
         assert_eq!(
             fields,
             [
@@ -280,11 +329,19 @@ mod tests {
     #[test]
     fn last_step_must_be_unconditional() {
         let mut r = seed_rules(2022);
-        r.approval_chain.steps.last_mut().unwrap().condition.only_over_cap = true;
+        r.approval_chain
+            .steps
+            .last_mut()
+            .unwrap()
+            .condition
+            .only_over_cap = true;
         let err = r.validate("rules").unwrap_err();
         assert_eq!(err[0].field, "rules.approval_chain.steps[4].condition");
         r.approval_chain.steps.clear();
-        assert_eq!(r.validate("rules").unwrap_err()[0].field, "rules.approval_chain.steps");
+        assert_eq!(
+            r.validate("rules").unwrap_err()[0].field,
+            "rules.approval_chain.steps"
+        );
     }
 
     #[test]
@@ -296,12 +353,18 @@ mod tests {
                 step(
                     "head",
                     Role::BureauHead,
-                    StepCondition { min_amount: Some(yuan(20_000)), only_over_cap: false },
+                    StepCondition {
+                        min_amount: Some(yuan(20_000)),
+                        only_over_cap: false,
+                    },
                 ),
                 step(
                     "extra",
                     Role::DeputyLeader,
-                    StepCondition { min_amount: None, only_over_cap: true },
+                    StepCondition {
+                        min_amount: None,
+                        only_over_cap: true,
+                    },
                 ),
                 step("leader", Role::DistrictLeader, StepCondition::default()),
             ],
@@ -317,9 +380,17 @@ mod tests {
         assert_eq!(path(20_001, false), ["officer", "head", "leader"]);
         assert_eq!(path(60_000, true), ["officer", "head", "extra", "leader"]);
         let officer = StepId::parse("officer").unwrap();
-        assert_eq!(chain.next_step(&officer, yuan(10), false).map(|s| s.id.as_str()), Some("leader"));
+        assert_eq!(
+            chain
+                .next_step(&officer, yuan(10), false)
+                .map(|s| s.id.as_str()),
+            Some("leader")
+        );
         let leader = StepId::parse("leader").unwrap();
         assert!(chain.next_step(&leader, yuan(10), false).is_none());
-        assert_eq!(chain.first_step(yuan(10), false).map(|s| s.id.as_str()), Some("officer"));
+        assert_eq!(
+            chain.first_step(yuan(10), false).map(|s| s.id.as_str()),
+            Some("officer")
+        );
     }
 }

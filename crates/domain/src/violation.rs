@@ -40,7 +40,11 @@ impl Violations {
     }
 
     /// Records the error of `result` under `field` and returns the value when there was none.
-    pub fn check<T, E: fmt::Display>(&mut self, field: impl Into<String>, result: Result<T, E>) -> Option<T> {
+    pub fn check<T, E: fmt::Display>(
+        &mut self,
+        field: impl Into<String>,
+        result: Result<T, E>,
+    ) -> Option<T> {
         match result {
             Ok(v) => Some(v),
             Err(e) => {
@@ -55,7 +59,10 @@ impl Violations {
         if required && value.trim().is_empty() {
             self.add(field, "is required");
         } else if value.chars().count() > max_chars {
-            self.add(field, format_args!("must be at most {max_chars} characters"));
+            self.add(
+                field,
+                format_args!("must be at most {max_chars} characters"),
+            );
         }
     }
 
@@ -64,7 +71,11 @@ impl Violations {
     }
 
     pub fn into_result<T>(self, value: T) -> Result<T, Vec<Violation>> {
-        if self.0.is_empty() { Ok(value) } else { Err(self.0) }
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.0)
+        }
     }
 
     pub fn into_vec(self) -> Vec<Violation> {

@@ -8,4 +8,5 @@ pub mod v1 {
 }
 
 /// The encoded descriptor set of every relief proto file, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/relief_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/relief_descriptor.bin"));

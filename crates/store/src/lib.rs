@@ -1,1 +1,99 @@
-//! placeholder
+//! Persistence for relief. Every read and write names its district: there is no way to fetch
+//! a case by id alone, so one district can never see another's rows by accident.
+//!
+//! Writes go through [`WriteTx`], which serializes writers per district (a row lock on
+//! PostgreSQL, one in-process writer on SQLite, which has no row locks), appends the audit
+//! events of the change to the district's hash chain, stores the response under the caller's
+//! request id, and commits all of it at once or none of it.
+
+pub mod entity;
+mod error;
+mod reads;
+mod records;
+mod write;
+
+pub use error::{Error, Result};
+pub use reads::{CaseFilter, ChainReport};
+pub use records::{Actor, CaseRecord, DistrictRecord, EventRecord, RulesVersionRecord};
+pub use write::{IdempotencyKey, WriteTx};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use relief_migrations::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
+use tokio::sync::Mutex;
+
+/// Pool and lock limits. Every one has a bound: a request waits at most this long.
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+    /// How long SQLite waits on a lock held by another process before failing.
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for DbSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout_ms: 5_000,
+            busy_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    /// SQLite allows one writer at a time and ignores `FOR UPDATE`; writers queue here
+    /// instead of failing with "database is locked".
+    sqlite_writer: Option<Arc<Mutex<()>>>,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://path` or `postgres://…`). A SQLite file is created if
+    /// missing and opened in WAL mode.
+    pub async fn connect(url: &str, settings: &DbSettings) -> Result<Store> {
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.max_connections(settings.max_connections)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+            .sqlx_logging(false);
+        let busy = Duration::from_millis(settings.busy_timeout_ms);
+        opts.map_sqlx_sqlite_opts(move |o| {
+            o.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(busy)
+                .foreign_keys(true)
+        });
+        let db = Database::connect(opts).await?;
+        let sqlite_writer = match db.get_database_backend() {
+            DbBackend::Sqlite => Some(Arc::new(Mutex::new(()))),
+            _ => None,
+        };
+        Ok(Store { db, sqlite_writer })
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<()> {
+        Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.db.get_database_backend() {
+            DbBackend::Sqlite => "sqlite",
+            DbBackend::Postgres => "postgres",
+            _ => "other",
+        }
+    }
+
+    /// The raw connection, for tests and tools that must reach below the repository (the
+    /// audit tamper test edits a row directly).
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+}

@@ -1,0 +1,21 @@
+//! Authentication for relief: verifies bearer tokens (JWT) into typed [`Claims`] that
+//! handlers read, and mints tokens for development and tests. Knows no gRPC and no database;
+//! the API crate's interceptor calls [`Verifier::verify`] and maps [`Error`] to a status.
+
+mod claims;
+mod error;
+mod minter;
+mod verifier;
+
+#[cfg(test)]
+mod tests;
+
+pub use claims::{CITY_SCOPE, Claims, MAX_NAME_CHARS, Scope};
+pub use error::Error;
+/// Re-exported so callers configure algorithms without depending on `jsonwebtoken`.
+pub use jsonwebtoken::Algorithm;
+pub use minter::{Minter, TokenSpec};
+pub use verifier::{
+    DEFAULT_LEEWAY_SECS, MAX_JWKS_KEYS, MAX_LEEWAY_SECS, MAX_TOKEN_BYTES, MIN_HS256_SECRET_BYTES,
+    Verifier, VerifierConfig,
+};

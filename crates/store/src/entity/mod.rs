@@ -1,0 +1,7 @@
+//! sea-orm entities, one per table. Only this crate sees them; callers get domain records.
+
+pub mod case;
+pub mod district;
+pub mod event;
+pub mod request_id;
+pub mod rules_version;

@@ -1,0 +1,470 @@
+//! The one write path: a transaction that serializes writers of a district, collects the
+//! change's audit events and its idempotent response, and commits them with the change.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use relief_domain::audit::{EventFields, GENESIS_HASH, chain_hash};
+use relief_domain::{CaseId, DistrictId, FundRules};
+use sea_orm::sea_query::{Expr, LockType};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::OwnedMutexGuard;
+
+use crate::entity::{case, district, event, request_id, rules_version};
+use crate::error::{Error, Result};
+use crate::records::{Actor, CaseRecord, DistrictRecord, rules_from_json};
+use crate::{Store, reads};
+
+/// Who asked for a mutation and under which request id: a second call with the same key
+/// returns the first call's response.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    /// The district, or `city` for city-wide mutations.
+    pub scope: String,
+    pub subject: String,
+    pub request_id: String,
+    pub method: &'static str,
+    /// SHA-256 of the method and the encoded request.
+    pub fingerprint: String,
+}
+
+impl IdempotencyKey {
+    pub fn new(
+        scope: &str,
+        subject: &str,
+        request_id: &str,
+        method: &'static str,
+        request_bytes: &[u8],
+    ) -> Self {
+        let mut h = Sha256::new();
+        h.update(method.as_bytes());
+        h.update([0]);
+        h.update(request_bytes);
+        let fingerprint = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            scope: scope.to_owned(),
+            subject: subject.to_owned(),
+            request_id: request_id.to_owned(),
+            method,
+            fingerprint,
+        }
+    }
+}
+
+struct PendingEvent {
+    district_id: String,
+    action: &'static str,
+    resource_type: &'static str,
+    resource_id: String,
+    before_json: Option<String>,
+    after_json: Option<String>,
+}
+
+/// An open write. Dropping it without [`WriteTx::commit`] rolls everything back.
+pub struct WriteTx {
+    txn: DatabaseTransaction,
+    _writer: Option<OwnedMutexGuard<()>>,
+    actor: Actor,
+    request_id: Option<String>,
+    now: DateTime<Utc>,
+    events: Vec<PendingEvent>,
+}
+
+impl std::fmt::Debug for WriteTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTx")
+            .field("actor", &self.actor)
+            .field("events", &self.events.len())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens a write for `actor`. With a district, writers of that district queue behind
+    /// each other (its row is locked on PostgreSQL); a district that does not exist is
+    /// `NotFound`. `now` is truncated to microseconds, the precision both databases keep.
+    pub async fn begin_write(
+        &self,
+        district: Option<&DistrictId>,
+        actor: Actor,
+        request_id: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<WriteTx> {
+        let writer = match &self.sqlite_writer {
+            Some(m) => Some(m.clone().lock_owned().await),
+            None => None,
+        };
+        let txn = self
+            .db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await?;
+        if let Some(d) = district {
+            let mut q = district::Entity::find_by_id(d.as_str().to_owned())
+                .select_only()
+                .column(district::Column::Id);
+            if txn.get_database_backend() == DbBackend::Postgres {
+                q = q.lock(LockType::Update);
+            }
+            if q.into_tuple::<String>().one(&txn).await?.is_none() {
+                return Err(Error::NotFound("district"));
+            }
+        }
+        Ok(WriteTx {
+            txn,
+            _writer: writer,
+            actor,
+            request_id,
+            now: now.trunc_subsecs(6),
+            events: Vec::new(),
+        })
+    }
+}
+
+fn to_json<T: Serialize>(what: &'static str, v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::corrupt(what, e))
+}
+
+impl WriteTx {
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// The stored response of an earlier call with this key, if any. The same request id
+    /// with a different request is [`Error::RequestIdReused`].
+    pub async fn replay(&self, key: &IdempotencyKey) -> Result<Option<Vec<u8>>> {
+        let found = request_id::Entity::find_by_id((
+            key.scope.clone(),
+            key.subject.clone(),
+            key.request_id.clone(),
+        ))
+        .one(&self.txn)
+        .await?;
+        match found {
+            None => Ok(None),
+            Some(row) if row.method == key.method && row.fingerprint == key.fingerprint => {
+                Ok(Some(row.response))
+            }
+            Some(_) => Err(Error::RequestIdReused),
+        }
+    }
+
+    /// Queues an audit event; it is chained and written at commit.
+    pub fn record<B: Serialize, A: Serialize>(
+        &mut self,
+        district: &DistrictId,
+        action: &'static str,
+        resource_type: &'static str,
+        resource_id: &str,
+        before: Option<&B>,
+        after: Option<&A>,
+    ) -> Result<()> {
+        self.events.push(PendingEvent {
+            district_id: district.to_string(),
+            action,
+            resource_type,
+            resource_id: resource_id.to_owned(),
+            before_json: before.map(|b| to_json("event", b)).transpose()?,
+            after_json: after.map(|a| to_json("event", a)).transpose()?,
+        });
+        Ok(())
+    }
+
+    /// Writes the queued events, the idempotent response, and commits.
+    pub async fn commit(mut self, response: Option<(&IdempotencyKey, Vec<u8>)>) -> Result<()> {
+        let events = std::mem::take(&mut self.events);
+        let mut heads: Vec<(String, i64, String)> = Vec::new();
+        for e in events {
+            let head = match heads.iter_mut().find(|h| h.0 == e.district_id) {
+                Some(h) => h,
+                None => {
+                    let last = event::Entity::find()
+                        .filter(event::Column::DistrictId.eq(e.district_id.as_str()))
+                        .order_by_desc(event::Column::Seq)
+                        .one(&self.txn)
+                        .await?;
+                    let (seq, hash) =
+                        last.map_or((0, GENESIS_HASH.to_owned()), |l| (l.seq, l.hash));
+                    heads.push((e.district_id.clone(), seq, hash));
+                    let n = heads.len() - 1;
+                    &mut heads[n]
+                }
+            };
+            let seq = head.1 + 1;
+            let occurred_at_us = self.now.timestamp_micros();
+            let on_behalf_of = self.actor.on_behalf_of.as_ref().map(ToString::to_string);
+            let fields = EventFields {
+                district_id: &e.district_id,
+                seq,
+                occurred_at_us,
+                actor_subject: self.actor.subject.as_str(),
+                actor_name: &self.actor.name,
+                actor_role: self.actor.role.as_str(),
+                on_behalf_of: on_behalf_of.as_deref(),
+                action: e.action,
+                resource_type: e.resource_type,
+                resource_id: &e.resource_id,
+                request_id: self.request_id.as_deref(),
+                before_json: e.before_json.as_deref(),
+                after_json: e.after_json.as_deref(),
+            };
+            let hash = chain_hash(&head.2, &fields);
+            let row = event::ActiveModel {
+                id: sea_orm::NotSet,
+                district_id: Set(e.district_id.clone()),
+                seq: Set(seq),
+                occurred_at_us: Set(occurred_at_us),
+                actor_subject: Set(self.actor.subject.to_string()),
+                actor_name: Set(self.actor.name.clone()),
+                actor_role: Set(self.actor.role.as_str().to_owned()),
+                on_behalf_of: Set(on_behalf_of),
+                action: Set(e.action.to_owned()),
+                resource_type: Set(e.resource_type.to_owned()),
+                resource_id: Set(e.resource_id),
+                request_id: Set(self.request_id.clone()),
+                before_json: Set(e.before_json),
+                after_json: Set(e.after_json),
+                prev_hash: Set(head.2.clone()),
+                hash: Set(hash.clone()),
+            };
+            event::Entity::insert(row).exec(&self.txn).await?;
+            head.1 = seq;
+            head.2 = hash;
+        }
+        if let Some((key, bytes)) = response {
+            let row = request_id::Model {
+                scope: key.scope.clone(),
+                subject: key.subject.clone(),
+                request_id: key.request_id.clone(),
+                method: key.method.to_owned(),
+                fingerprint: key.fingerprint.clone(),
+                response: bytes,
+                created_at: self.now,
+            };
+            request_id::Entity::insert(row.into_active_model())
+                .exec(&self.txn)
+                .await
+                .map_err(|e| Error::on_insert(e, "request_id"))?;
+        }
+        self.txn.commit().await?;
+        Ok(())
+    }
+
+    // ---- districts ----
+
+    pub async fn insert_district(
+        &mut self,
+        id: &DistrictId,
+        name: &str,
+        rules: &FundRules,
+    ) -> Result<DistrictRecord> {
+        let row = district::Model {
+            id: id.to_string(),
+            name: name.to_owned(),
+            current_rules_version: 1,
+            created_at: self.now,
+            updated_at: self.now,
+        };
+        district::Entity::insert(row.into_active_model())
+            .exec(&self.txn)
+            .await
+            .map_err(|e| Error::on_insert(e, format!("district {id}")))?;
+        self.insert_rules_version(id, 1, rules).await?;
+        let record = DistrictRecord {
+            id: id.clone(),
+            name: name.to_owned(),
+            rules: rules.clone(),
+            rules_version: 1,
+            created_at: self.now,
+            updated_at: self.now,
+        };
+        self.record(
+            id,
+            "district.created",
+            "district",
+            id.as_str(),
+            None::<&()>,
+            Some(&record),
+        )?;
+        Ok(record)
+    }
+
+    async fn insert_rules_version(
+        &self,
+        id: &DistrictId,
+        version: i64,
+        rules: &FundRules,
+    ) -> Result<()> {
+        let row = rules_version::Model {
+            district_id: id.to_string(),
+            version,
+            rules: to_json("fund rules", rules)?,
+            created_by: self.actor.subject.to_string(),
+            created_at: self.now,
+        };
+        rules_version::Entity::insert(row.into_active_model())
+            .exec(&self.txn)
+            .await
+            .map_err(|e| {
+                Error::on_insert(e, format!("rules version {version} of district {id}"))
+            })?;
+        Ok(())
+    }
+
+    /// Makes `rules` the district's next rules version. `expected_version` (when given) must
+    /// be the version in force, so two administrators cannot overwrite each other unseen.
+    pub async fn update_rules(
+        &mut self,
+        id: &DistrictId,
+        rules: &FundRules,
+        expected_version: Option<i64>,
+    ) -> Result<DistrictRecord> {
+        let before = reads::district(&self.txn, id)
+            .await?
+            .ok_or(Error::NotFound("district"))?;
+        if let Some(expected) = expected_version
+            && expected != before.rules_version
+        {
+            return Err(Error::Stale {
+                what: "fund rules",
+                expected,
+                actual: before.rules_version,
+            });
+        }
+        let version = before.rules_version + 1;
+        self.insert_rules_version(id, version, rules).await?;
+        district::Entity::update_many()
+            .col_expr(district::Column::CurrentRulesVersion, Expr::value(version))
+            .col_expr(district::Column::UpdatedAt, Expr::value(self.now))
+            .filter(district::Column::Id.eq(id.as_str()))
+            .exec(&self.txn)
+            .await?;
+        let after = DistrictRecord {
+            rules: rules.clone(),
+            rules_version: version,
+            updated_at: self.now,
+            ..before.clone()
+        };
+        self.record(
+            id,
+            "district.rules_updated",
+            "district",
+            id.as_str(),
+            Some(&before),
+            Some(&after),
+        )?;
+        Ok(after)
+    }
+
+    pub async fn district(&self, id: &DistrictId) -> Result<Option<DistrictRecord>> {
+        reads::district(&self.txn, id).await
+    }
+
+    pub async fn rules_version(&self, id: &DistrictId, version: i64) -> Result<Option<FundRules>> {
+        let row = rules_version::Entity::find_by_id((id.to_string(), version))
+            .one(&self.txn)
+            .await?;
+        row.map(|r| rules_from_json(&r.rules)).transpose()
+    }
+
+    // ---- cases ----
+
+    /// The case as it is now, inside this transaction (the district's writers are already
+    /// serialized, so nothing changes it before commit).
+    pub async fn case(&self, district: &DistrictId, id: CaseId) -> Result<Option<CaseRecord>> {
+        reads::case(&self.txn, district, id).await
+    }
+
+    pub async fn insert_case(&mut self, record: &CaseRecord) -> Result<()> {
+        let row = record.to_row()?;
+        case::Entity::insert(row.into_active_model())
+            .exec(&self.txn)
+            .await
+            .map_err(|e| Error::on_insert(e, format!("case {}", record.id)))?;
+        self.record(
+            &record.district_id,
+            "case.created",
+            "case",
+            &record.id.to_string(),
+            None::<&()>,
+            Some(record),
+        )?;
+        Ok(())
+    }
+
+    /// Stores `after` over `before`, bumping the version, and records `action`.
+    pub async fn update_case(
+        &mut self,
+        action: &'static str,
+        before: &CaseRecord,
+        after: &mut CaseRecord,
+    ) -> Result<()> {
+        after.version = before.version + 1;
+        after.updated_at = self.now;
+        let row = after.to_row()?;
+        let res = case::Entity::update_many()
+            .set(row.into_active_model().reset_all())
+            .filter(case::Column::Id.eq(before.id.to_string()))
+            .filter(case::Column::DistrictId.eq(before.district_id.as_str()))
+            .filter(case::Column::Version.eq(before.version))
+            .exec(&self.txn)
+            .await?;
+        if res.rows_affected != 1 {
+            return Err(Error::Stale {
+                what: "case",
+                expected: before.version,
+                actual: before.version + 1,
+            });
+        }
+        self.record(
+            &before.district_id,
+            action,
+            "case",
+            &before.id.to_string(),
+            Some(before),
+            Some(&*after),
+        )?;
+        Ok(())
+    }
+
+    /// The district's other cases for this recipient, submitted since `since` and in review
+    /// or decided for payment: what the repeat-relief rule looks at.
+    pub async fn recent_cases_for_recipient(
+        &self,
+        district: &DistrictId,
+        resident_id: &str,
+        since: DateTime<Utc>,
+        exclude: CaseId,
+    ) -> Result<Vec<CaseId>> {
+        let ids: Vec<String> = case::Entity::find()
+            .select_only()
+            .column(case::Column::Id)
+            .filter(case::Column::DistrictId.eq(district.as_str()))
+            .filter(case::Column::ResidentIdNumber.eq(resident_id))
+            .filter(case::Column::Id.ne(exclude.to_string()))
+            .filter(case::Column::State.is_in(["in_review", "approved", "paid"]))
+            .filter(case::Column::SubmittedAt.gte(since))
+            .order_by_asc(case::Column::Id)
+            .into_tuple()
+            .all(&self.txn)
+            .await?;
+        ids.iter()
+            .map(|s| CaseId::parse(s).map_err(|e| Error::corrupt("case id", e)))
+            .collect()
+    }
+
+    /// Escape hatch for statements the helpers above do not cover.
+    pub fn connection(&self) -> &impl ConnectionTrait {
+        &self.txn
+    }
+}
