@@ -66,6 +66,7 @@ enum Events {
     ResourceType,
     ResourceId,
     RequestId,
+    Note,
     BeforeJson,
     AfterJson,
     PrevHash,
@@ -190,6 +191,7 @@ impl MigrationTrait for Migration {
                     .col(string_len(Events::ResourceType, 32))
                     .col(string_len(Events::ResourceId, 64))
                     .col(string_len_null(Events::RequestId, 64))
+                    .col(text_null(Events::Note))
                     .col(text_null(Events::BeforeJson))
                     .col(text_null(Events::AfterJson))
                     .col(string_len(Events::PrevHash, 64))

@@ -1,1 +1,128 @@
-//! placeholder
+//! The gRPC services of relief. Each handler reads the caller from the verified token,
+//! converts the request into domain values, runs the domain rule and the store write, and
+//! converts back; errors leave through [`error::ApiError`], the one mapping to `Status`.
+
+pub mod auth;
+mod cases;
+pub mod convert;
+mod districts;
+pub mod error;
+mod paging;
+
+use std::sync::Arc;
+
+use prost::Message;
+use relief_domain::{Clock, DistrictId};
+use relief_store::{IdempotencyKey, Store, WriteTx};
+
+pub use auth::{AuthInterceptor, Caller, DISTRICT_HEADER};
+pub use cases::CaseApi;
+pub use districts::DistrictApi;
+use error::{ApiError, ApiResult};
+
+/// The longest request id a client may send.
+pub const MAX_REQUEST_ID_CHARS: usize = 64;
+
+/// What every service needs: the store, the clock, and the limits.
+#[derive(Debug, Clone)]
+pub struct ApiContext {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    /// Page size when the client gives none.
+    pub default_page_size: u32,
+    /// Larger page sizes are coerced to this.
+    pub max_page_size: u32,
+}
+
+impl ApiContext {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, max_page_size: u32) -> Self {
+        Self {
+            store,
+            clock,
+            default_page_size: 50.min(max_page_size),
+            max_page_size,
+        }
+    }
+
+    /// Checks the client's request id and derives the key its response is kept under.
+    fn idempotency_key<M: Message>(
+        &self,
+        caller: &Caller,
+        method: &'static str,
+        request_id: &str,
+        request: &M,
+    ) -> ApiResult<IdempotencyKey> {
+        check_request_id(request_id)?;
+        Ok(IdempotencyKey::new(
+            &caller.idempotency_scope(),
+            caller.claims().subject().as_str(),
+            request_id,
+            method,
+            &request.encode_to_vec(),
+        ))
+    }
+
+    /// Opens the write for a mutation and returns the earlier response when this request id
+    /// was already applied.
+    async fn begin<R: Message + Default>(
+        &self,
+        district: Option<&DistrictId>,
+        caller: &Caller,
+        role: relief_domain::Role,
+        key: &IdempotencyKey,
+    ) -> ApiResult<Begun<R>> {
+        let tx = self
+            .store
+            .begin_write(
+                district,
+                caller.actor(role),
+                Some(key.request_id.clone()),
+                self.clock.now(),
+            )
+            .await?;
+        match tx.replay(key).await? {
+            Some(bytes) => {
+                let resp = R::decode(bytes.as_slice()).map_err(|e| {
+                    ApiError::Internal(format!("stored response does not decode: {e}"))
+                })?;
+                Ok(Begun::Replayed(resp))
+            }
+            None => Ok(Begun::Fresh(tx)),
+        }
+    }
+}
+
+/// A mutation either starts fresh or was already applied.
+enum Begun<R> {
+    Fresh(WriteTx),
+    Replayed(R),
+}
+
+/// Commits the write with the response stored under the request id.
+async fn commit<R: Message>(tx: WriteTx, key: &IdempotencyKey, response: &R) -> ApiResult<()> {
+    tx.commit(Some((key, response.encode_to_vec()))).await?;
+    Ok(())
+}
+
+fn check_request_id(request_id: &str) -> ApiResult<()> {
+    if request_id.is_empty() {
+        return Err(ApiError::invalid(
+            "request_id",
+            "is required: a client-chosen id that makes retries safe",
+        ));
+    }
+    let ok = request_id.len() <= MAX_REQUEST_ID_CHARS
+        && request_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "request_id",
+            format_args!(
+                "must be at most {MAX_REQUEST_ID_CHARS} characters of letters, digits, '-', '_', '.', ':'"
+            ),
+        ))
+    }
+}

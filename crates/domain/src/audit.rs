@@ -21,6 +21,8 @@ pub struct EventFields<'a> {
     pub resource_type: &'a str,
     pub resource_id: &'a str,
     pub request_id: Option<&'a str>,
+    /// The person's written opinion or reason, where the action has one.
+    pub note: Option<&'a str>,
     pub before_json: Option<&'a str>,
     pub after_json: Option<&'a str>,
 }
@@ -49,6 +51,7 @@ pub fn chain_hash(prev_hash: &str, e: &EventFields<'_>) -> String {
     put(Some(e.resource_type));
     put(Some(e.resource_id));
     put(e.request_id);
+    put(e.note);
     put(e.before_json);
     put(e.after_json);
     hex(&h.finalize())
@@ -136,6 +139,7 @@ mod tests {
                 resource_type: "case",
                 resource_id: "c",
                 request_id: None,
+                note: None,
                 before_json: None,
                 after_json: Some("{}"),
             }

@@ -378,10 +378,11 @@ impl CaseState {
         }
     }
 
-    /// Submission (or resubmission after a return) sends the case to `first_step`.
-    pub fn submit(&self, first_step: StepId) -> Result<CaseState, TransitionError> {
+    /// Whether the case may be submitted now; checked before the completeness checks so a
+    /// client learns about the state first.
+    pub fn check_submittable(&self) -> Result<(), TransitionError> {
         match self {
-            CaseState::Draft | CaseState::Returned => Ok(CaseState::InReview { step: first_step }),
+            CaseState::Draft | CaseState::Returned => Ok(()),
             CaseState::InReview { .. }
             | CaseState::Withdrawn
             | CaseState::Rejected
@@ -391,6 +392,12 @@ impl CaseState {
                 from: self.kind(),
             }),
         }
+    }
+
+    /// Submission (or resubmission after a return) sends the case to `first_step`.
+    pub fn submit(&self, first_step: StepId) -> Result<CaseState, TransitionError> {
+        self.check_submittable()?;
+        Ok(CaseState::InReview { step: first_step })
     }
 
     /// The applicant unit may withdraw a case until it is decided.

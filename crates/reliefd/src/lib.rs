@@ -1,1 +1,208 @@
-//! placeholder
+//! The relief server as a library: [`Application::build`] validates settings, opens and
+//! migrates the database, declares the configured districts and binds the listener;
+//! [`Application::run_until_stopped`] serves until the shutdown future resolves. `main` and
+//! the end-to-end tests both go through here.
+
+pub mod settings;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use relief_api::{ApiContext, AuthInterceptor, CaseApi, DistrictApi};
+use relief_auth::Verifier;
+use relief_domain::{Clock, Role, Subject, SystemClock};
+use relief_proto::v1::case_service_server::CaseServiceServer;
+use relief_proto::v1::district_service_server::DistrictServiceServer;
+use relief_store::{Actor, DbSettings, Store};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+
+pub use settings::Settings;
+
+/// A built server, bound and ready to serve.
+pub struct Application {
+    settings: Settings,
+    listener: TcpListener,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    verifier: Arc<Verifier>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("listen", &self.listener.local_addr().ok())
+            .field("database", &self.store.backend_name())
+            .finish()
+    }
+}
+
+/// Opens the database named by the settings.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let db = &settings.database;
+    if let Some(path) = db
+        .url
+        .strip_prefix("sqlite://")
+        .map(|p| p.split('?').next().unwrap_or(p))
+        && let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating data directory {}", dir.display()))?;
+    }
+    let store = Store::connect(
+        &db.url,
+        &DbSettings {
+            max_connections: db.max_connections,
+            acquire_timeout_ms: db.acquire_timeout_ms,
+            busy_timeout_ms: db.busy_timeout_ms,
+        },
+    )
+    .await
+    .context("connecting to the database")?;
+    Ok(store)
+}
+
+/// Creates each configured district that does not exist yet. Existing districts keep their
+/// rules: after the first start they are changed through `UpdateFundRules`, which versions
+/// them and records who changed them.
+async fn declare_districts(
+    store: &Store,
+    settings: &Settings,
+    clock: &dyn Clock,
+) -> anyhow::Result<()> {
+    let system = Actor {
+        subject: Subject::parse("reliefd-config").context("system subject")?,
+        name: "configuration".to_owned(),
+        role: Role::CityAdmin,
+        on_behalf_of: None,
+    };
+    for seed in &settings.districts {
+        let (id, name, rules) = seed.to_domain()?;
+        if store.district(&id).await?.is_some() {
+            continue;
+        }
+        let mut tx = store
+            .begin_write(None, system.clone(), None, clock.now())
+            .await?;
+        match tx.insert_district(&id, &name, &rules).await {
+            Ok(_) => tx.commit(None).await?,
+            // Another instance declared it first.
+            Err(relief_store::Error::AlreadyExists(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(district = %id, name = %name, "district declared from configuration");
+    }
+    Ok(())
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Application::build`], reading time from `clock`.
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
+        settings.validate()?;
+        let verifier = Arc::new(Verifier::new(settings.auth.verifier_config()?)?);
+        if settings.auth.allow_dev_keys {
+            tracing::warn!("development signing keys are accepted: never do this in production");
+        }
+        let store = open_store(&settings).await?;
+        store.migrate().await.context("applying migrations")?;
+        declare_districts(&store, &settings, clock.as_ref()).await?;
+        let listener = TcpListener::bind(settings.server.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.server.listen))?;
+        Ok(Application {
+            settings,
+            listener,
+            store,
+            clock,
+            verifier,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.settings.server.listen)
+    }
+
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then lets calls in flight finish for the grace
+    /// period and stops.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let s = &self.settings.server;
+        let ctx = ApiContext::new(self.store.clone(), self.clock.clone(), s.max_page_size);
+        let auth = AuthInterceptor::new(self.verifier.clone());
+        let max = s.max_message_bytes;
+        let cases = CaseServiceServer::new(CaseApi::new(ctx.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let districts = DistrictServiceServer::new(DistrictApi::new(ctx))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<CaseServiceServer<CaseApi>>()
+            .await;
+        health_reporter
+            .set_serving::<DistrictServiceServer<DistrictApi>>()
+            .await;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(relief_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+
+        let addr = self.local_addr();
+        let router = Server::builder()
+            .timeout(Duration::from_millis(s.request_timeout_ms))
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                s.concurrency_limit,
+            ))
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(InterceptedService::new(cases, auth.clone()))
+            .add_service(InterceptedService::new(districts, auth));
+
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let incoming = TcpListenerStream::new(self.listener);
+        let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+            let _ = stop_rx.await;
+        }));
+        tracing::info!(%addr, database = self.store.backend_name(), "relief serving");
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(());
+        let grace = Duration::from_millis(s.shutdown_grace_ms);
+        match tokio::time::timeout(grace, server).await {
+            Ok(joined) => joined.context("server task")?.context("server")?,
+            Err(_) => tracing::warn!(
+                grace_ms = s.shutdown_grace_ms,
+                "grace period over, stopping with calls in flight"
+            ),
+        }
+        Ok(())
+    }
+}

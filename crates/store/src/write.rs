@@ -60,6 +60,7 @@ struct PendingEvent {
     action: &'static str,
     resource_type: &'static str,
     resource_id: String,
+    note: Option<String>,
     before_json: Option<String>,
     after_json: Option<String>,
 }
@@ -169,11 +170,35 @@ impl WriteTx {
         before: Option<&B>,
         after: Option<&A>,
     ) -> Result<()> {
+        self.record_with_note(
+            district,
+            action,
+            resource_type,
+            resource_id,
+            None,
+            before,
+            after,
+        )
+    }
+
+    /// [`WriteTx::record`] with the person's written opinion or reason.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_with_note<B: Serialize, A: Serialize>(
+        &mut self,
+        district: &DistrictId,
+        action: &'static str,
+        resource_type: &'static str,
+        resource_id: &str,
+        note: Option<&str>,
+        before: Option<&B>,
+        after: Option<&A>,
+    ) -> Result<()> {
         self.events.push(PendingEvent {
             district_id: district.to_string(),
             action,
             resource_type,
             resource_id: resource_id.to_owned(),
+            note: note.map(str::to_owned),
             before_json: before.map(|b| to_json("event", b)).transpose()?,
             after_json: after.map(|a| to_json("event", a)).transpose()?,
         });
@@ -215,6 +240,7 @@ impl WriteTx {
                 resource_type: e.resource_type,
                 resource_id: &e.resource_id,
                 request_id: self.request_id.as_deref(),
+                note: e.note.as_deref(),
                 before_json: e.before_json.as_deref(),
                 after_json: e.after_json.as_deref(),
             };
@@ -232,6 +258,7 @@ impl WriteTx {
                 resource_type: Set(e.resource_type.to_owned()),
                 resource_id: Set(e.resource_id),
                 request_id: Set(self.request_id.clone()),
+                note: Set(e.note),
                 before_json: Set(e.before_json),
                 after_json: Set(e.after_json),
                 prev_hash: Set(head.2.clone()),
@@ -402,10 +429,12 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Stores `after` over `before`, bumping the version, and records `action`.
+    /// Stores `after` over `before`, bumping the version, and records `action` with the
+    /// actor's `note` (opinion or reason), if any.
     pub async fn update_case(
         &mut self,
         action: &'static str,
+        note: Option<&str>,
         before: &CaseRecord,
         after: &mut CaseRecord,
     ) -> Result<()> {
@@ -426,11 +455,12 @@ impl WriteTx {
                 actual: before.version + 1,
             });
         }
-        self.record(
+        self.record_with_note(
             &before.district_id,
             action,
             "case",
             &before.id.to_string(),
+            note,
             Some(before),
             Some(&*after),
         )?;

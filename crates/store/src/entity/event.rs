@@ -18,6 +18,7 @@ pub struct Model {
     pub resource_type: String,
     pub resource_id: String,
     pub request_id: Option<String>,
+    pub note: Option<String>,
     pub before_json: Option<String>,
     pub after_json: Option<String>,
     pub prev_hash: String,
@@ -43,6 +44,7 @@ impl relief_domain::audit::StoredEvent for Model {
             resource_type: &self.resource_type,
             resource_id: &self.resource_id,
             request_id: self.request_id.as_deref(),
+            note: self.note.as_deref(),
             before_json: self.before_json.as_deref(),
             after_json: self.after_json.as_deref(),
         }

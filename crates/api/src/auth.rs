@@ -1,0 +1,192 @@
+//! Authentication at the edge and the caller's identity in handlers. The interceptor verifies
+//! the bearer token once per call and stores the typed claims in the request extensions;
+//! handlers build a [`Caller`] from them and ask it who may do what.
+
+use std::sync::Arc;
+
+use relief_auth::{Claims, Scope, Verifier};
+use relief_domain::{DistrictId, Role, UnitId};
+use relief_store::Actor;
+use tonic::service::Interceptor;
+use tonic::{Request, Status};
+
+use crate::error::{ApiError, ApiResult};
+
+/// Metadata a city-scoped caller uses to name the district a call is about.
+pub const DISTRICT_HEADER: &str = "x-relief-district";
+
+/// Verifies `authorization: Bearer <jwt>` on every call of the services it wraps.
+#[derive(Debug, Clone)]
+pub struct AuthInterceptor {
+    verifier: Arc<Verifier>,
+}
+
+impl AuthInterceptor {
+    pub fn new(verifier: Arc<Verifier>) -> Self {
+        Self { verifier }
+    }
+}
+
+impl Interceptor for AuthInterceptor {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| Status::unauthenticated("missing authorization bearer token"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or_else(|| Status::unauthenticated("authorization must be a bearer token"))?;
+        let claims = self.verifier.verify(token.trim()).map_err(|e| {
+            tracing::debug!(error = %e, "token rejected");
+            Status::unauthenticated(format!("invalid token: {e}"))
+        })?;
+        req.extensions_mut().insert(claims);
+        Ok(req)
+    }
+}
+
+/// Who is calling, and about which district.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    claims: Claims,
+    district: Option<DistrictId>,
+}
+
+/// Which cases a caller may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaseVisibility {
+    /// Every case of the district.
+    District,
+    /// Only the cases its own unit filed.
+    Unit(UnitId),
+}
+
+impl Caller {
+    /// Reads the verified claims, and for city-scoped callers the district they name.
+    pub fn from_request<T>(req: &Request<T>) -> ApiResult<Caller> {
+        let claims = req
+            .extensions()
+            .get::<Claims>()
+            .cloned()
+            .ok_or_else(|| ApiError::Unauthenticated("missing credentials".to_owned()))?;
+        let named = match req.metadata().get(DISTRICT_HEADER) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|s| DistrictId::parse(s).ok())
+                    .ok_or_else(|| {
+                        ApiError::invalid(DISTRICT_HEADER, "must be a 6-digit district code")
+                    })?,
+            ),
+        };
+        let district = match (claims.scope(), named) {
+            (Scope::District(own), Some(named)) if own != &named => {
+                return Err(ApiError::denied("the token is for another district"));
+            }
+            (Scope::District(own), _) => Some(own.clone()),
+            (Scope::City, named) => named,
+        };
+        Ok(Caller { claims, district })
+    }
+
+    pub fn claims(&self) -> &Claims {
+        &self.claims
+    }
+
+    pub fn is_city(&self) -> bool {
+        matches!(self.claims.scope(), Scope::City)
+    }
+
+    /// The district the call is about; a city-scoped caller must name one.
+    pub fn district(&self) -> ApiResult<&DistrictId> {
+        self.district.as_ref().ok_or_else(|| {
+            ApiError::denied(format!(
+                "a city-scoped token must name a district in {DISTRICT_HEADER}"
+            ))
+        })
+    }
+
+    pub fn has_role(&self, role: Role) -> bool {
+        self.claims.has_role(role)
+    }
+
+    pub fn require_role(&self, role: Role) -> ApiResult<()> {
+        if self.has_role(role) {
+            Ok(())
+        } else {
+            Err(ApiError::denied(format!("this call needs the role {role}")))
+        }
+    }
+
+    /// A district-scoped caller with `role`, acting in its own district.
+    pub fn require_district_role(&self, role: Role) -> ApiResult<&DistrictId> {
+        if self.is_city() {
+            return Err(ApiError::denied("this call needs a district-scoped token"));
+        }
+        self.require_role(role)?;
+        self.district()
+    }
+
+    /// The caller's own district must be `district`; anything else is answered as if it did
+    /// not exist. City-scoped callers pass.
+    pub fn check_district(&self, district: &DistrictId) -> ApiResult<()> {
+        match self.claims.scope() {
+            Scope::City => Ok(()),
+            Scope::District(own) if own == district => Ok(()),
+            Scope::District(_) => Err(ApiError::NotFound("district")),
+        }
+    }
+
+    pub fn unit(&self) -> ApiResult<&UnitId> {
+        self.claims
+            .unit()
+            .ok_or_else(|| ApiError::denied("the token names no applicant unit"))
+    }
+
+    /// Which cases the caller may read.
+    pub fn case_visibility(&self) -> ApiResult<CaseVisibility> {
+        let roles = self.claims.roles();
+        if roles.iter().any(|r| r.is_bureau_staff()) {
+            return Ok(CaseVisibility::District);
+        }
+        if self.is_city() && (self.has_role(Role::Auditor) || self.has_role(Role::SyncClient)) {
+            return Ok(CaseVisibility::District);
+        }
+        if self.has_role(Role::SyncClient) {
+            return Ok(CaseVisibility::District);
+        }
+        if self.has_role(Role::ApplicantUnit) {
+            return Ok(CaseVisibility::Unit(self.unit()?.clone()));
+        }
+        Err(ApiError::denied("this role may not read cases"))
+    }
+
+    /// Whether resident ID numbers and bank accounts are shown in full.
+    pub fn sees_personal_data(&self) -> bool {
+        self.claims.roles().iter().any(|r| r.sees_personal_data())
+    }
+
+    /// The caller as the audit log records them, acting in `role`.
+    pub fn actor(&self, role: Role) -> Actor {
+        Actor {
+            subject: self.claims.subject().clone(),
+            name: self.claims.name().to_owned(),
+            role,
+            on_behalf_of: None,
+        }
+    }
+
+    /// The key under which this caller's request ids are kept.
+    pub fn idempotency_scope(&self) -> String {
+        match self.claims.scope() {
+            Scope::City => relief_auth::CITY_SCOPE.to_owned(),
+            Scope::District(d) => d.to_string(),
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! CaseService: applicant units file, amend, submit and withdraw relief applications; the
+//! bureau reads them. The district always comes from the caller, never from the request.
+
+use chrono::Duration;
+use relief_domain::case::{CaseState, check_submission};
+use relief_domain::{CaseId, CategoryCode, Role, UnitId};
+use relief_proto::v1 as pb;
+use relief_proto::v1::case_service_server::CaseService;
+use relief_store::{CaseFilter, CaseRecord};
+use tonic::{Request, Response, Status};
+
+use crate::auth::{Caller, CaseVisibility};
+use crate::convert::{application_from_pb, case_to_pb, state_from_pb};
+use crate::error::{ApiError, ApiResult};
+use crate::paging::{decode_token, encode_token};
+use crate::{ApiContext, Begun, commit};
+
+/// The longest recipient-name search text.
+const MAX_SEARCH_CHARS: usize = 64;
+const MAX_REASON_CHARS: usize = 2000;
+
+#[derive(Debug, Clone)]
+pub struct CaseApi {
+    ctx: ApiContext,
+}
+
+impl CaseApi {
+    pub fn new(ctx: ApiContext) -> Self {
+        Self { ctx }
+    }
+}
+
+fn parse_case_id(s: &str) -> ApiResult<CaseId> {
+    CaseId::parse(s).map_err(|e| ApiError::invalid("case_id", e))
+}
+
+/// The case if the caller may see it; another unit's case is "not found".
+fn visible(case: Option<CaseRecord>, visibility: &CaseVisibility) -> ApiResult<CaseRecord> {
+    match (case, visibility) {
+        (Some(c), CaseVisibility::District) => Ok(c),
+        (Some(c), CaseVisibility::Unit(u)) if &c.applicant_unit_id == u => Ok(c),
+        (Some(_), CaseVisibility::Unit(_)) | (None, _) => Err(ApiError::NotFound("case")),
+    }
+}
+
+/// `expected_version` 0 means "do not check".
+fn check_version(expected: i64, case: &CaseRecord) -> ApiResult<()> {
+    if expected != 0 && expected != case.version {
+        return Err(ApiError::Aborted(format!(
+            "the case is at version {}, not {expected}: re-read it and retry",
+            case.version
+        )));
+    }
+    Ok(())
+}
+
+impl CaseApi {
+    async fn create(
+        &self,
+        caller: Caller,
+        req: pb::CreateCaseRequest,
+    ) -> ApiResult<pb::CreateCaseResponse> {
+        let district = caller.require_district_role(Role::ApplicantUnit)?.clone();
+        let unit = caller.unit()?.clone();
+        let key = self
+            .ctx
+            .idempotency_key(&caller, "CreateCase", &req.request_id, &req)?;
+        let application =
+            application_from_pb(req.application.as_ref()).map_err(ApiError::InvalidArgument)?;
+        let mut tx = match self
+            .ctx
+            .begin(Some(&district), &caller, Role::ApplicantUnit, &key)
+            .await?
+        {
+            Begun::Replayed(resp) => return Ok(resp),
+            Begun::Fresh(tx) => tx,
+        };
+        let d = tx
+            .district(&district)
+            .await?
+            .ok_or(ApiError::NotFound("district"))?;
+        let now = tx.now();
+        let record = CaseRecord {
+            id: CaseId::new_v7(),
+            district_id: district.clone(),
+            applicant_unit_id: unit,
+            state: CaseState::Draft,
+            application,
+            rules_version: d.rules_version,
+            over_cap: false,
+            repeat_relief: false,
+            version: 1,
+            created_by: caller.claims().subject().to_string(),
+            created_at: now,
+            updated_at: now,
+            submitted_at: None,
+        };
+        tx.insert_case(&record).await?;
+        let resp = pb::CreateCaseResponse {
+            case: Some(case_to_pb(&record, caller.sees_personal_data())),
+        };
+        commit(tx, &key, &resp).await?;
+        tracing::info!(district = %district, case = %record.id, "case created");
+        Ok(resp)
+    }
+
+    async fn get(&self, caller: Caller, req: pb::GetCaseRequest) -> ApiResult<pb::GetCaseResponse> {
+        let district = caller.district()?;
+        let visibility = caller.case_visibility()?;
+        let id = parse_case_id(&req.case_id)?;
+        let case = visible(self.ctx.store.case(district, id).await?, &visibility)?;
+        Ok(pb::GetCaseResponse {
+            case: Some(case_to_pb(&case, caller.sees_personal_data())),
+        })
+    }
+
+    async fn list(
+        &self,
+        caller: Caller,
+        req: pb::ListCasesRequest,
+    ) -> ApiResult<pb::ListCasesResponse> {
+        let district = caller.district()?;
+        let visibility = caller.case_visibility()?;
+        let mut violations = Vec::new();
+        let limit = self.ctx.page_size(req.page_size)?;
+        let before = decode_token("case", &req.page_token)?
+            .map(|c| {
+                CaseId::parse(&c).map_err(|_| {
+                    ApiError::invalid("page_token", "is not a page token from this list")
+                })
+            })
+            .transpose()?;
+        let state = state_from_pb(req.state, "state").unwrap_or_else(|v| {
+            violations.push(v);
+            None
+        });
+        let mut filter = CaseFilter {
+            state,
+            fiscal_year: (req.fiscal_year != 0).then_some(req.fiscal_year),
+            ..CaseFilter::default()
+        };
+        if !req.applicant_unit_id.is_empty() {
+            match UnitId::parse(&req.applicant_unit_id) {
+                Ok(u) => filter.applicant_unit = Some(u),
+                Err(e) => violations.push(relief_domain::Violation::new("applicant_unit_id", e)),
+            }
+        }
+        if !req.category_code.is_empty() {
+            match CategoryCode::parse(&req.category_code) {
+                Ok(c) => filter.category = Some(c),
+                Err(e) => violations.push(relief_domain::Violation::new("category_code", e)),
+            }
+        }
+        let text = req.recipient_name_contains.trim();
+        if text.chars().count() > MAX_SEARCH_CHARS {
+            violations.push(relief_domain::Violation::new(
+                "recipient_name_contains",
+                format_args!("must be at most {MAX_SEARCH_CHARS} characters"),
+            ));
+        } else if !text.is_empty() {
+            filter.recipient_name_contains = Some(text.to_owned());
+        }
+        if !violations.is_empty() {
+            return Err(ApiError::InvalidArgument(violations));
+        }
+        if let CaseVisibility::Unit(own) = &visibility {
+            // An applicant unit lists only its own cases; asking for another unit's finds none.
+            if filter.applicant_unit.as_ref().is_some_and(|u| u != own) {
+                return Ok(pb::ListCasesResponse::default());
+            }
+            filter.applicant_unit = Some(own.clone());
+        }
+        let mut rows = self
+            .ctx
+            .store
+            .list_cases(district, &filter, before, limit + 1)
+            .await?;
+        let next_page_token = if rows.len() as u64 > limit {
+            rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            rows.last()
+                .map(|c| encode_token("case", &c.id.to_string()))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let reveal = caller.sees_personal_data();
+        Ok(pb::ListCasesResponse {
+            cases: rows.iter().map(|c| case_to_pb(c, reveal)).collect(),
+            next_page_token,
+        })
+    }
+
+    async fn update(
+        &self,
+        caller: Caller,
+        req: pb::UpdateCaseRequest,
+    ) -> ApiResult<pb::UpdateCaseResponse> {
+        let district = caller.require_district_role(Role::ApplicantUnit)?.clone();
+        let unit = caller.unit()?.clone();
+        let key = self
+            .ctx
+            .idempotency_key(&caller, "UpdateCase", &req.request_id, &req)?;
+        let id = parse_case_id(&req.case_id)?;
+        let application =
+            application_from_pb(req.application.as_ref()).map_err(ApiError::InvalidArgument)?;
+        let mut tx = match self
+            .ctx
+            .begin(Some(&district), &caller, Role::ApplicantUnit, &key)
+            .await?
+        {
+            Begun::Replayed(resp) => return Ok(resp),
+            Begun::Fresh(tx) => tx,
+        };
+        let before = visible(tx.case(&district, id).await?, &CaseVisibility::Unit(unit))?;
+        check_version(req.expected_version, &before)?;
+        before.state.check_editable()?;
+        let mut after = CaseRecord {
+            application,
+            ..before.clone()
+        };
+        tx.update_case("case.updated", None, &before, &mut after)
+            .await?;
+        let resp = pb::UpdateCaseResponse {
+            case: Some(case_to_pb(&after, caller.sees_personal_data())),
+        };
+        commit(tx, &key, &resp).await?;
+        tracing::info!(district = %district, case = %id, "case updated");
+        Ok(resp)
+    }
+
+    async fn submit(
+        &self,
+        caller: Caller,
+        req: pb::SubmitCaseRequest,
+    ) -> ApiResult<pb::SubmitCaseResponse> {
+        let district = caller.require_district_role(Role::ApplicantUnit)?.clone();
+        let unit = caller.unit()?.clone();
+        let key = self
+            .ctx
+            .idempotency_key(&caller, "SubmitCase", &req.request_id, &req)?;
+        let id = parse_case_id(&req.case_id)?;
+        let mut tx = match self
+            .ctx
+            .begin(Some(&district), &caller, Role::ApplicantUnit, &key)
+            .await?
+        {
+            Begun::Replayed(resp) => return Ok(resp),
+            Begun::Fresh(tx) => tx,
+        };
+        let before = visible(tx.case(&district, id).await?, &CaseVisibility::Unit(unit))?;
+        check_version(req.expected_version, &before)?;
+        before.state.check_submittable()?;
+        // The case is judged by the rules it was filed under, not by later changes.
+        let rules = tx
+            .rules_version(&district, before.rules_version)
+            .await?
+            .ok_or_else(|| {
+                ApiError::Internal(format!("rules version {} is missing", before.rules_version))
+            })?;
+        let app = &before.application;
+        let recent = match &app.recipient.resident_id {
+            Some(rid) => {
+                let since = tx.now() - Duration::days(i64::from(rules.repeat_relief_wait_days));
+                tx.recent_cases_for_recipient(&district, rid.as_str(), since, before.id)
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        let flags = check_submission(app, &rules, &recent).map_err(ApiError::InvalidArgument)?;
+        let first = rules
+            .approval_chain
+            .first_step(app.requested_amount, flags.over_cap)
+            .ok_or_else(|| {
+                ApiError::Internal("the approval chain has no step for this case".to_owned())
+            })?;
+        let mut after = CaseRecord {
+            state: before.state.submit(first.id.clone())?,
+            over_cap: flags.over_cap,
+            repeat_relief: flags.repeat_relief,
+            submitted_at: Some(tx.now()),
+            ..before.clone()
+        };
+        tx.update_case("case.submitted", None, &before, &mut after)
+            .await?;
+        let resp = pb::SubmitCaseResponse {
+            case: Some(case_to_pb(&after, caller.sees_personal_data())),
+        };
+        commit(tx, &key, &resp).await?;
+        tracing::info!(district = %district, case = %id, over_cap = flags.over_cap, "case submitted");
+        Ok(resp)
+    }
+
+    async fn withdraw(
+        &self,
+        caller: Caller,
+        req: pb::WithdrawCaseRequest,
+    ) -> ApiResult<pb::WithdrawCaseResponse> {
+        let district = caller.require_district_role(Role::ApplicantUnit)?.clone();
+        let unit = caller.unit()?.clone();
+        let key = self
+            .ctx
+            .idempotency_key(&caller, "WithdrawCase", &req.request_id, &req)?;
+        let id = parse_case_id(&req.case_id)?;
+        if req.reason.chars().count() > MAX_REASON_CHARS {
+            return Err(ApiError::invalid(
+                "reason",
+                format_args!("must be at most {MAX_REASON_CHARS} characters"),
+            ));
+        }
+        let mut tx = match self
+            .ctx
+            .begin(Some(&district), &caller, Role::ApplicantUnit, &key)
+            .await?
+        {
+            Begun::Replayed(resp) => return Ok(resp),
+            Begun::Fresh(tx) => tx,
+        };
+        let before = visible(tx.case(&district, id).await?, &CaseVisibility::Unit(unit))?;
+        check_version(req.expected_version, &before)?;
+        let mut after = CaseRecord {
+            state: before.state.withdraw()?,
+            ..before.clone()
+        };
+        let reason = req.reason.trim();
+        tx.update_case(
+            "case.withdrawn",
+            (!reason.is_empty()).then_some(reason),
+            &before,
+            &mut after,
+        )
+        .await?;
+        let resp = pb::WithdrawCaseResponse {
+            case: Some(case_to_pb(&after, caller.sees_personal_data())),
+        };
+        commit(tx, &key, &resp).await?;
+        tracing::info!(district = %district, case = %id, "case withdrawn");
+        Ok(resp)
+    }
+}
+
+/// Runs a handler body with the caller read from the request.
+macro_rules! handle {
+    ($self:ident, $req:ident, $method:ident) => {{
+        let caller = Caller::from_request(&$req)?;
+        $self
+            .$method(caller, $req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from)
+    }};
+}
+pub(crate) use handle;
+
+#[tonic::async_trait]
+impl CaseService for CaseApi {
+    async fn create_case(
+        &self,
+        request: Request<pb::CreateCaseRequest>,
+    ) -> Result<Response<pb::CreateCaseResponse>, Status> {
+        handle!(self, request, create)
+    }
+
+    async fn get_case(
+        &self,
+        request: Request<pb::GetCaseRequest>,
+    ) -> Result<Response<pb::GetCaseResponse>, Status> {
+        handle!(self, request, get)
+    }
+
+    async fn list_cases(
+        &self,
+        request: Request<pb::ListCasesRequest>,
+    ) -> Result<Response<pb::ListCasesResponse>, Status> {
+        handle!(self, request, list)
+    }
+
+    async fn update_case(
+        &self,
+        request: Request<pb::UpdateCaseRequest>,
+    ) -> Result<Response<pb::UpdateCaseResponse>, Status> {
+        handle!(self, request, update)
+    }
+
+    async fn submit_case(
+        &self,
+        request: Request<pb::SubmitCaseRequest>,
+    ) -> Result<Response<pb::SubmitCaseResponse>, Status> {
+        handle!(self, request, submit)
+    }
+
+    async fn withdraw_case(
+        &self,
+        request: Request<pb::WithdrawCaseRequest>,
+    ) -> Result<Response<pb::WithdrawCaseResponse>, Status> {
+        handle!(self, request, withdraw)
+    }
+}

@@ -1,0 +1,536 @@
+//! Conversions between wire types and domain types, at the edge and nowhere else. Incoming
+//! messages are checked field by field and every problem is reported at once with its path.
+
+use chrono::{DateTime, Utc};
+use prost_types::Timestamp;
+use relief_domain::case::{
+    Attachment, MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS, MAX_LINE_CHARS, MAX_NAME_CHARS,
+    MAX_TEXT_CHARS, PetitionRef, ReceivingUnit, Recipient, Seal,
+};
+use relief_domain::rules::{
+    ApprovalChain, ApprovalStep, Category, FiscalYearBudget, StepCondition,
+};
+use relief_domain::{
+    Application, CaseState, CategoryCode, FundRules, Money, ResidentId, Role, StateKind, StepId,
+    Violation, Violations,
+};
+use relief_proto::v1 as pb;
+use relief_store::{CaseRecord, DistrictRecord};
+
+pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn from_timestamp(t: &Timestamp) -> Option<DateTime<Utc>> {
+    u32::try_from(t.nanos)
+        .ok()
+        .and_then(|n| DateTime::from_timestamp(t.seconds, n))
+}
+
+pub fn role_to_pb(role: Role) -> pb::Role {
+    match role {
+        Role::ApplicantUnit => pb::Role::ApplicantUnit,
+        Role::CaseOfficer => pb::Role::CaseOfficer,
+        Role::DeputyLeader => pb::Role::DeputyLeader,
+        Role::BureauHead => pb::Role::BureauHead,
+        Role::BureauOffice => pb::Role::BureauOffice,
+        Role::DistrictLeader => pb::Role::DistrictLeader,
+        Role::Finance => pb::Role::Finance,
+        Role::Auditor => pb::Role::Auditor,
+        Role::DistrictAdmin => pb::Role::DistrictAdmin,
+        Role::CityAdmin => pb::Role::CityAdmin,
+        Role::SyncClient => pb::Role::SyncClient,
+    }
+}
+
+pub fn role_from_pb(value: i32) -> Option<Role> {
+    match pb::Role::try_from(value).ok()? {
+        pb::Role::Unspecified => None,
+        pb::Role::ApplicantUnit => Some(Role::ApplicantUnit),
+        pb::Role::CaseOfficer => Some(Role::CaseOfficer),
+        pb::Role::DeputyLeader => Some(Role::DeputyLeader),
+        pb::Role::BureauHead => Some(Role::BureauHead),
+        pb::Role::BureauOffice => Some(Role::BureauOffice),
+        pb::Role::DistrictLeader => Some(Role::DistrictLeader),
+        pb::Role::Finance => Some(Role::Finance),
+        pb::Role::Auditor => Some(Role::Auditor),
+        pb::Role::DistrictAdmin => Some(Role::DistrictAdmin),
+        pb::Role::CityAdmin => Some(Role::CityAdmin),
+        pb::Role::SyncClient => Some(Role::SyncClient),
+    }
+}
+
+pub fn state_to_pb(kind: StateKind) -> pb::CaseState {
+    match kind {
+        StateKind::Draft => pb::CaseState::Draft,
+        StateKind::InReview => pb::CaseState::InReview,
+        StateKind::Returned => pb::CaseState::Returned,
+        StateKind::Withdrawn => pb::CaseState::Withdrawn,
+        StateKind::Rejected => pb::CaseState::Rejected,
+        StateKind::Approved => pb::CaseState::Approved,
+        StateKind::Paid => pb::CaseState::Paid,
+    }
+}
+
+/// The filter value of a state: `Ok(None)` for unspecified, a violation for an unknown number.
+pub fn state_from_pb(value: i32, field: &str) -> Result<Option<StateKind>, Violation> {
+    let state =
+        pb::CaseState::try_from(value).map_err(|_| Violation::new(field, "is not a case state"))?;
+    match state {
+        pb::CaseState::Unspecified => Ok(None),
+        pb::CaseState::Draft => Ok(Some(StateKind::Draft)),
+        pb::CaseState::InReview => Ok(Some(StateKind::InReview)),
+        pb::CaseState::Returned => Ok(Some(StateKind::Returned)),
+        pb::CaseState::Withdrawn => Ok(Some(StateKind::Withdrawn)),
+        pb::CaseState::Rejected => Ok(Some(StateKind::Rejected)),
+        pb::CaseState::Approved => Ok(Some(StateKind::Approved)),
+        pb::CaseState::Paid => Ok(Some(StateKind::Paid)),
+    }
+}
+
+// ---- fund rules ----
+
+fn non_negative_u32(v: &mut Violations, field: String, value: i32) -> u32 {
+    v.check(
+        field,
+        u32::try_from(value).map_err(|_| "must not be negative"),
+    )
+    .unwrap_or(0)
+}
+
+/// Reads fund rules off the wire and validates them as a whole; paths start at `prefix`.
+pub fn rules_from_pb(
+    rules: Option<&pb::FundRules>,
+    prefix: &str,
+) -> Result<FundRules, Vec<Violation>> {
+    let Some(r) = rules else {
+        return Err(vec![Violation::new(prefix, "is required")]);
+    };
+    let mut v = Violations::new();
+    let f = |name: &str| format!("{prefix}.{name}");
+    let case_cap = v
+        .check(f("case_cap_fen"), Money::from_fen(r.case_cap_fen))
+        .unwrap_or(Money::ZERO);
+    let mut budgets = Vec::new();
+    for (i, b) in r.budgets.iter().enumerate() {
+        let allocated = v
+            .check(
+                f(&format!("budgets[{i}].allocated_fen")),
+                Money::from_fen(b.allocated_fen),
+            )
+            .unwrap_or(Money::ZERO);
+        let target_case_count = non_negative_u32(
+            &mut v,
+            f(&format!("budgets[{i}].target_case_count")),
+            b.target_case_count,
+        );
+        budgets.push(FiscalYearBudget {
+            fiscal_year: b.fiscal_year,
+            allocated,
+            target_case_count,
+        });
+    }
+    let mut categories = Vec::new();
+    for (i, c) in r.categories.iter().enumerate() {
+        if let Some(code) = v.check(
+            f(&format!("categories[{i}].code")),
+            CategoryCode::parse(&c.code),
+        ) {
+            categories.push(Category {
+                code,
+                name: c.name.clone(),
+                description: c.description.clone(),
+            });
+        }
+    }
+    let repeat_relief_wait_days = non_negative_u32(
+        &mut v,
+        f("repeat_relief_wait_days"),
+        r.repeat_relief_wait_days,
+    );
+    let follow_up_after_days = r
+        .follow_up_after_days
+        .iter()
+        .enumerate()
+        .map(|(i, d)| non_negative_u32(&mut v, f(&format!("follow_up_after_days[{i}]")), *d))
+        .collect();
+    let mut steps = Vec::new();
+    let chain = r.approval_chain.clone().unwrap_or_default();
+    for (i, s) in chain.steps.iter().enumerate() {
+        let sf = |name: &str| f(&format!("approval_chain.steps[{i}].{name}"));
+        let id = v.check(sf("step_id"), StepId::parse(&s.step_id));
+        let role = role_from_pb(s.role);
+        if role.is_none() {
+            v.add(sf("role"), "is required");
+        }
+        let deadline_days = non_negative_u32(&mut v, sf("deadline_days"), s.deadline_days);
+        let cond = s.condition.unwrap_or_default();
+        let min_amount = match cond.min_amount_fen {
+            0 => None,
+            m => v.check(sf("condition.min_amount_fen"), Money::from_fen(m)),
+        };
+        if let (Some(id), Some(role)) = (id, role) {
+            steps.push(ApprovalStep {
+                id,
+                name: s.name.clone(),
+                role,
+                deadline_days,
+                condition: StepCondition {
+                    min_amount,
+                    only_over_cap: cond.only_over_cap,
+                },
+                batched: s.batched,
+            });
+        }
+    }
+    let rules = FundRules {
+        case_cap,
+        budgets,
+        categories,
+        repeat_relief_wait_days,
+        follow_up_after_days,
+        approval_chain: ApprovalChain { steps },
+    };
+    if !v.is_empty() {
+        return Err(v.into_vec());
+    }
+    rules.validate(prefix)?;
+    Ok(rules)
+}
+
+pub fn rules_to_pb(r: &FundRules) -> pb::FundRules {
+    let clamp = |d: u32| i32::try_from(d).unwrap_or(i32::MAX);
+    pb::FundRules {
+        case_cap_fen: r.case_cap.fen(),
+        budgets: r
+            .budgets
+            .iter()
+            .map(|b| pb::FiscalYearBudget {
+                fiscal_year: b.fiscal_year,
+                allocated_fen: b.allocated.fen(),
+                target_case_count: clamp(b.target_case_count),
+            })
+            .collect(),
+        categories: r
+            .categories
+            .iter()
+            .map(|c| pb::EligibilityCategory {
+                code: c.code.to_string(),
+                name: c.name.clone(),
+                description: c.description.clone(),
+            })
+            .collect(),
+        repeat_relief_wait_days: clamp(r.repeat_relief_wait_days),
+        follow_up_after_days: r.follow_up_after_days.iter().map(|d| clamp(*d)).collect(),
+        approval_chain: Some(pb::ApprovalChain {
+            steps: r
+                .approval_chain
+                .steps
+                .iter()
+                .map(|s| pb::ApprovalStep {
+                    step_id: s.id.to_string(),
+                    name: s.name.clone(),
+                    role: role_to_pb(s.role).into(),
+                    deadline_days: clamp(s.deadline_days),
+                    condition: (!s.condition.is_unconditional()).then(|| pb::StepCondition {
+                        min_amount_fen: s.condition.min_amount.map_or(0, Money::fen),
+                        only_over_cap: s.condition.only_over_cap,
+                    }),
+                    batched: s.batched,
+                })
+                .collect(),
+        }),
+    }
+}
+
+pub fn district_to_pb(d: &DistrictRecord) -> pb::District {
+    pb::District {
+        district_id: d.id.to_string(),
+        name: d.name.clone(),
+        rules: Some(rules_to_pb(&d.rules)),
+        rules_version: d.rules_version,
+        create_time: Some(timestamp(d.created_at)),
+        update_time: Some(timestamp(d.updated_at)),
+    }
+}
+
+// ---- applications and cases ----
+
+fn is_phone(s: &str) -> bool {
+    let digits = s.chars().filter(char::is_ascii_digit).count();
+    (5..=20).contains(&digits)
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | ' '))
+}
+
+fn is_bank_account(s: &str) -> bool {
+    (8..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_media_type(s: &str) -> bool {
+    let ok = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    s.len() <= 127 && s.split_once('/').is_some_and(|(t, sub)| ok(t) && ok(sub))
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Reads an application off the wire. A draft may leave fields empty; whatever is present
+/// must be well-formed.
+pub fn application_from_pb(app: Option<&pb::Application>) -> Result<Application, Vec<Violation>> {
+    let Some(a) = app else {
+        return Err(vec![Violation::new("application", "is required")]);
+    };
+    let mut v = Violations::new();
+    let f = |name: &str| format!("application.{name}");
+    let r = a.recipient.clone().unwrap_or_default();
+    v.text(&f("recipient.name"), &r.name, MAX_NAME_CHARS, false);
+    let resident_id = match r.resident_id_number.trim() {
+        "" => None,
+        s => v.check(f("recipient.resident_id_number"), ResidentId::parse(s)),
+    };
+    if !r.phone.is_empty() && !is_phone(&r.phone) {
+        v.add(
+            f("recipient.phone"),
+            "must be a phone number of 5 to 20 digits",
+        );
+    }
+    v.text(&f("recipient.address"), &r.address, MAX_LINE_CHARS, false);
+    v.text(
+        &f("basic_situation"),
+        &a.basic_situation,
+        MAX_TEXT_CHARS,
+        false,
+    );
+    v.text(&f("reason"), &a.reason, MAX_TEXT_CHARS, false);
+    let category = match a.category_code.as_str() {
+        "" => None,
+        s => v.check(f("category_code"), CategoryCode::parse(s)),
+    };
+    let requested_amount = v
+        .check(
+            f("requested_amount_fen"),
+            Money::from_fen(a.requested_amount_fen),
+        )
+        .unwrap_or(Money::ZERO);
+    v.text(
+        &f("implementing_unit"),
+        &a.implementing_unit,
+        MAX_LINE_CHARS,
+        false,
+    );
+    let ru = a.receiving_unit.clone().unwrap_or_default();
+    v.text(&f("receiving_unit.name"), &ru.name, MAX_LINE_CHARS, false);
+    v.text(
+        &f("receiving_unit.bank_name"),
+        &ru.bank_name,
+        MAX_LINE_CHARS,
+        false,
+    );
+    if !ru.bank_account.is_empty() && !is_bank_account(&ru.bank_account) {
+        v.add(f("receiving_unit.bank_account"), "must be 8 to 32 digits");
+    }
+    let p = a.petition.clone().unwrap_or_default();
+    v.text(
+        &f("petition.petition_number"),
+        &p.petition_number,
+        MAX_NAME_CHARS,
+        false,
+    );
+    v.text(&f("petition.summary"), &p.summary, MAX_TEXT_CHARS, false);
+    let seal = a.seal.clone().unwrap_or_default();
+    v.text(&f("seal.sealed_by"), &seal.sealed_by, MAX_LINE_CHARS, false);
+    let sealed_at = match &seal.sealed_time {
+        None => None,
+        Some(t) => v.check(
+            f("seal.sealed_time"),
+            from_timestamp(t).ok_or("is not a valid time"),
+        ),
+    };
+    if a.attachments.len() > MAX_ATTACHMENTS {
+        v.add(
+            f("attachments"),
+            format_args!("at most {MAX_ATTACHMENTS} attachments"),
+        );
+    }
+    let mut attachments = Vec::new();
+    for (i, at) in a.attachments.iter().enumerate() {
+        let af = |name: &str| f(&format!("attachments[{i}].{name}"));
+        v.text(&af("name"), &at.name, MAX_LINE_CHARS, true);
+        if !is_media_type(&at.media_type) {
+            v.add(
+                af("media_type"),
+                "must be a media type such as application/pdf",
+            );
+        }
+        if !is_sha256_hex(&at.sha256_hex) {
+            v.add(af("sha256_hex"), "must be 64 lowercase hexadecimal digits");
+        }
+        let size = u64::try_from(at.size_bytes).unwrap_or(0);
+        if size == 0 || size > MAX_ATTACHMENT_BYTES {
+            v.add(
+                af("size_bytes"),
+                format_args!("must be between 1 and {MAX_ATTACHMENT_BYTES}"),
+            );
+        }
+        attachments.push(Attachment {
+            name: at.name.clone(),
+            media_type: at.media_type.clone(),
+            sha256_hex: at.sha256_hex.clone(),
+            size_bytes: size,
+        });
+    }
+    let fiscal_year = match a.fiscal_year {
+        0 => None,
+        y if (2000..=2100).contains(&y) => Some(y),
+        _ => {
+            v.add(f("fiscal_year"), "must be between 2000 and 2100");
+            None
+        }
+    };
+    v.text(
+        &f("over_cap_justification"),
+        &a.over_cap_justification,
+        MAX_TEXT_CHARS,
+        false,
+    );
+    v.text(
+        &f("repeat_relief_justification"),
+        &a.repeat_relief_justification,
+        MAX_TEXT_CHARS,
+        false,
+    );
+    v.into_result(Application {
+        recipient: Recipient {
+            name: r.name.trim().to_owned(),
+            resident_id,
+            phone: r.phone,
+            address: r.address,
+        },
+        basic_situation: a.basic_situation.clone(),
+        reason: a.reason.clone(),
+        category,
+        requested_amount,
+        implementing_unit: a.implementing_unit.clone(),
+        receiving_unit: ReceivingUnit {
+            name: ru.name,
+            bank_name: ru.bank_name,
+            bank_account: ru.bank_account,
+        },
+        petition: PetitionRef {
+            number: p.petition_number,
+            summary: p.summary,
+        },
+        seal: Seal {
+            sealed: seal.sealed,
+            sealed_by: seal.sealed_by,
+            sealed_at,
+        },
+        attachments,
+        fiscal_year,
+        over_cap_justification: a.over_cap_justification.clone(),
+        repeat_relief_justification: a.repeat_relief_justification.clone(),
+    })
+}
+
+/// The application as the caller may see it: personal data masked unless `reveal`.
+pub fn application_to_pb(a: &Application, reveal: bool) -> pb::Application {
+    let resident_id_number = a
+        .recipient
+        .resident_id
+        .as_ref()
+        .map(|r| {
+            if reveal {
+                r.as_str().to_owned()
+            } else {
+                r.masked()
+            }
+        })
+        .unwrap_or_default();
+    let bank_account = if reveal {
+        a.receiving_unit.bank_account.clone()
+    } else {
+        a.receiving_unit.masked_account()
+    };
+    pb::Application {
+        recipient: Some(pb::Recipient {
+            name: a.recipient.name.clone(),
+            resident_id_number,
+            phone: a.recipient.phone.clone(),
+            address: a.recipient.address.clone(),
+        }),
+        basic_situation: a.basic_situation.clone(),
+        reason: a.reason.clone(),
+        category_code: a
+            .category
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        requested_amount_fen: a.requested_amount.fen(),
+        implementing_unit: a.implementing_unit.clone(),
+        receiving_unit: Some(pb::ReceivingUnit {
+            name: a.receiving_unit.name.clone(),
+            bank_name: a.receiving_unit.bank_name.clone(),
+            bank_account,
+        }),
+        petition: Some(pb::PetitionRef {
+            petition_number: a.petition.number.clone(),
+            summary: a.petition.summary.clone(),
+        }),
+        seal: Some(pb::SealAttestation {
+            sealed: a.seal.sealed,
+            sealed_by: a.seal.sealed_by.clone(),
+            sealed_time: a.seal.sealed_at.map(timestamp),
+        }),
+        attachments: a
+            .attachments
+            .iter()
+            .map(|at| pb::Attachment {
+                name: at.name.clone(),
+                media_type: at.media_type.clone(),
+                sha256_hex: at.sha256_hex.clone(),
+                size_bytes: i64::try_from(at.size_bytes).unwrap_or(i64::MAX),
+            })
+            .collect(),
+        fiscal_year: a.fiscal_year.unwrap_or(0),
+        over_cap_justification: a.over_cap_justification.clone(),
+        repeat_relief_justification: a.repeat_relief_justification.clone(),
+    }
+}
+
+pub fn case_to_pb(c: &CaseRecord, reveal: bool) -> pb::Case {
+    pb::Case {
+        case_id: c.id.to_string(),
+        district_id: c.district_id.to_string(),
+        applicant_unit_id: c.applicant_unit_id.to_string(),
+        state: state_to_pb(c.state.kind()).into(),
+        application: Some(application_to_pb(&c.application, reveal)),
+        rules_version: c.rules_version,
+        over_cap: c.over_cap,
+        repeat_relief: c.repeat_relief,
+        current_step_id: match &c.state {
+            CaseState::InReview { step } => step.to_string(),
+            CaseState::Draft
+            | CaseState::Returned
+            | CaseState::Withdrawn
+            | CaseState::Rejected
+            | CaseState::Approved
+            | CaseState::Paid => String::new(),
+        },
+        version: c.version,
+        created_by: c.created_by.clone(),
+        create_time: Some(timestamp(c.created_at)),
+        update_time: Some(timestamp(c.updated_at)),
+        submit_time: c.submitted_at.map(timestamp),
+    }
+}

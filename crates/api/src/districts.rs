@@ -1,0 +1,247 @@
+//! DistrictService: the city creates districts; each district's administrator maintains its
+//! fund rules, which are versioned so cases keep the rules they were filed under.
+
+use relief_domain::{DistrictId, Role, Violation};
+use relief_proto::v1 as pb;
+use relief_proto::v1::district_service_server::DistrictService;
+use tonic::{Request, Response, Status};
+
+use crate::auth::Caller;
+use crate::cases::handle;
+use crate::convert::{district_to_pb, rules_from_pb, rules_to_pb, timestamp};
+use crate::error::{ApiError, ApiResult};
+use crate::paging::{decode_token, encode_token};
+use crate::{ApiContext, Begun, commit};
+
+const MAX_DISTRICT_NAME_CHARS: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct DistrictApi {
+    ctx: ApiContext,
+}
+
+impl DistrictApi {
+    pub fn new(ctx: ApiContext) -> Self {
+        Self { ctx }
+    }
+}
+
+fn parse_district(s: &str) -> ApiResult<DistrictId> {
+    DistrictId::parse(s).map_err(|e| ApiError::invalid("district_id", e))
+}
+
+impl DistrictApi {
+    async fn get(
+        &self,
+        caller: Caller,
+        req: pb::GetDistrictRequest,
+    ) -> ApiResult<pb::GetDistrictResponse> {
+        let id = parse_district(&req.district_id)?;
+        caller.check_district(&id)?;
+        let d = self
+            .ctx
+            .store
+            .district(&id)
+            .await?
+            .ok_or(ApiError::NotFound("district"))?;
+        Ok(pb::GetDistrictResponse {
+            district: Some(district_to_pb(&d)),
+        })
+    }
+
+    async fn list(
+        &self,
+        caller: Caller,
+        req: pb::ListDistrictsRequest,
+    ) -> ApiResult<pb::ListDistrictsResponse> {
+        let limit = self.ctx.page_size(req.page_size)?;
+        let after = decode_token("district", &req.page_token)?
+            .map(|c| {
+                DistrictId::parse(&c).map_err(|_| {
+                    ApiError::invalid("page_token", "is not a page token from this list")
+                })
+            })
+            .transpose()?;
+        if let Some(own) = caller.claims().district() {
+            // A district sees itself only.
+            let d = match after {
+                Some(_) => None,
+                None => self.ctx.store.district(own).await?,
+            };
+            return Ok(pb::ListDistrictsResponse {
+                districts: d.iter().map(district_to_pb).collect(),
+                next_page_token: String::new(),
+            });
+        }
+        let mut rows = self
+            .ctx
+            .store
+            .list_districts(after.as_ref(), limit + 1)
+            .await?;
+        let next_page_token = if rows.len() as u64 > limit {
+            rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            rows.last()
+                .map(|d| encode_token("district", d.id.as_str()))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(pb::ListDistrictsResponse {
+            districts: rows.iter().map(district_to_pb).collect(),
+            next_page_token,
+        })
+    }
+
+    async fn create(
+        &self,
+        caller: Caller,
+        req: pb::CreateDistrictRequest,
+    ) -> ApiResult<pb::CreateDistrictResponse> {
+        if !caller.is_city() {
+            return Err(ApiError::denied(
+                "creating a district needs a city-scoped token",
+            ));
+        }
+        caller.require_role(Role::CityAdmin)?;
+        let key = self
+            .ctx
+            .idempotency_key(&caller, "CreateDistrict", &req.request_id, &req)?;
+        let mut violations = Vec::new();
+        let id = DistrictId::parse(&req.district_id)
+            .map_err(|e| violations.push(Violation::new("district_id", e)))
+            .ok();
+        let name = req.name.trim();
+        if name.is_empty() || name.chars().count() > MAX_DISTRICT_NAME_CHARS {
+            violations.push(Violation::new(
+                "name",
+                format_args!("is required, at most {MAX_DISTRICT_NAME_CHARS} characters"),
+            ));
+        }
+        let rules = rules_from_pb(req.rules.as_ref(), "rules")
+            .map_err(|v| violations.extend(v))
+            .ok();
+        let (Some(id), Some(rules), true) = (id, rules, violations.is_empty()) else {
+            return Err(ApiError::InvalidArgument(violations));
+        };
+        // Two retries of one creation may race on the district's key; the loser finds the
+        // winner's stored response on its second pass.
+        for attempt in 0..2 {
+            let mut tx = match self.ctx.begin(None, &caller, Role::CityAdmin, &key).await? {
+                Begun::Replayed(resp) => return Ok(resp),
+                Begun::Fresh(tx) => tx,
+            };
+            let record = match tx.insert_district(&id, name, &rules).await {
+                Ok(r) => r,
+                Err(relief_store::Error::AlreadyExists(_)) if attempt == 0 => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let resp = pb::CreateDistrictResponse {
+                district: Some(district_to_pb(&record)),
+            };
+            commit(tx, &key, &resp).await?;
+            tracing::info!(district = %id, "district created");
+            return Ok(resp);
+        }
+        Err(ApiError::AlreadyExists(format!(
+            "district {id} already exists"
+        )))
+    }
+
+    async fn update_rules(
+        &self,
+        caller: Caller,
+        req: pb::UpdateFundRulesRequest,
+    ) -> ApiResult<pb::UpdateFundRulesResponse> {
+        let id = parse_district(&req.district_id)?;
+        if caller.is_city() {
+            return Err(ApiError::denied(
+                "fund rules are changed by the district's administrator",
+            ));
+        }
+        caller.check_district(&id)?;
+        caller.require_role(Role::DistrictAdmin)?;
+        let key = self
+            .ctx
+            .idempotency_key(&caller, "UpdateFundRules", &req.request_id, &req)?;
+        let rules =
+            rules_from_pb(req.rules.as_ref(), "rules").map_err(ApiError::InvalidArgument)?;
+        let expected = (req.expected_rules_version != 0).then_some(req.expected_rules_version);
+        let mut tx = match self
+            .ctx
+            .begin(Some(&id), &caller, Role::DistrictAdmin, &key)
+            .await?
+        {
+            Begun::Replayed(resp) => return Ok(resp),
+            Begun::Fresh(tx) => tx,
+        };
+        let record = tx.update_rules(&id, &rules, expected).await?;
+        let resp = pb::UpdateFundRulesResponse {
+            district: Some(district_to_pb(&record)),
+        };
+        commit(tx, &key, &resp).await?;
+        tracing::info!(district = %id, rules_version = record.rules_version, "fund rules updated");
+        Ok(resp)
+    }
+
+    async fn get_rules_version(
+        &self,
+        caller: Caller,
+        req: pb::GetFundRulesVersionRequest,
+    ) -> ApiResult<pb::GetFundRulesVersionResponse> {
+        let id = parse_district(&req.district_id)?;
+        caller.check_district(&id)?;
+        if req.rules_version <= 0 {
+            return Err(ApiError::invalid("rules_version", "must be positive"));
+        }
+        let v = self
+            .ctx
+            .store
+            .rules_version(&id, req.rules_version)
+            .await?
+            .ok_or(ApiError::NotFound("rules version"))?;
+        Ok(pb::GetFundRulesVersionResponse {
+            rules: Some(rules_to_pb(&v.rules)),
+            rules_version: v.version,
+            create_time: Some(timestamp(v.created_at)),
+            created_by: v.created_by,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl DistrictService for DistrictApi {
+    async fn get_district(
+        &self,
+        request: Request<pb::GetDistrictRequest>,
+    ) -> Result<Response<pb::GetDistrictResponse>, Status> {
+        handle!(self, request, get)
+    }
+
+    async fn list_districts(
+        &self,
+        request: Request<pb::ListDistrictsRequest>,
+    ) -> Result<Response<pb::ListDistrictsResponse>, Status> {
+        handle!(self, request, list)
+    }
+
+    async fn create_district(
+        &self,
+        request: Request<pb::CreateDistrictRequest>,
+    ) -> Result<Response<pb::CreateDistrictResponse>, Status> {
+        handle!(self, request, create)
+    }
+
+    async fn update_fund_rules(
+        &self,
+        request: Request<pb::UpdateFundRulesRequest>,
+    ) -> Result<Response<pb::UpdateFundRulesResponse>, Status> {
+        handle!(self, request, update_rules)
+    }
+
+    async fn get_fund_rules_version(
+        &self,
+        request: Request<pb::GetFundRulesVersionRequest>,
+    ) -> Result<Response<pb::GetFundRulesVersionResponse>, Status> {
+        handle!(self, request, get_rules_version)
+    }
+}

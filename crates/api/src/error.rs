@@ -1,0 +1,113 @@
+//! The one place where errors become gRPC statuses. Handlers return [`ApiError`]; the store's
+//! and domain's errors convert into it; internal failures are logged here and leave as a
+//! bare `INTERNAL` so no database detail reaches a client.
+
+use relief_domain::Violation;
+use relief_domain::case::TransitionError;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+/// The reason domain used in `ErrorInfo` details.
+const DOMAIN: &str = "relief.v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// Also what a caller gets for another district's or another unit's object, so that its
+    /// existence does not leak.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("invalid request: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidArgument(Vec<Violation>),
+    /// The object is in a state that does not allow the call; `reason` is a stable
+    /// machine-readable code (`CASE_NOT_EDITABLE`).
+    #[error("{message}")]
+    FailedPrecondition {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Optimistic concurrency: the caller's view is stale; re-read and retry.
+    #[error("{0}")]
+    Aborted(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, description: impl std::fmt::Display) -> ApiError {
+        ApiError::InvalidArgument(vec![Violation::new(field, description)])
+    }
+
+    pub fn denied(message: impl Into<String>) -> ApiError {
+        ApiError::PermissionDenied(message.into())
+    }
+}
+
+impl From<relief_store::Error> for ApiError {
+    fn from(e: relief_store::Error) -> Self {
+        use relief_store::Error as E;
+        match e {
+            E::NotFound(what) => ApiError::NotFound(what),
+            E::AlreadyExists(what) => ApiError::AlreadyExists(format!("{what} already exists")),
+            E::Stale { .. } => ApiError::Aborted(e.to_string()),
+            E::RequestIdReused => ApiError::AlreadyExists(
+                "request_id was already used for a different request; use a new request_id"
+                    .to_owned(),
+            ),
+            E::Corrupt { .. } | E::Db(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<TransitionError> for ApiError {
+    fn from(e: TransitionError) -> Self {
+        ApiError::FailedPrecondition {
+            reason: "CASE_STATE",
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        let message = e.to_string();
+        match e {
+            ApiError::Unauthenticated(_) => Status::unauthenticated(message),
+            ApiError::PermissionDenied(_) => Status::with_error_details(
+                Code::PermissionDenied,
+                message,
+                ErrorDetails::with_error_info("PERMISSION_DENIED", DOMAIN, []),
+            ),
+            ApiError::NotFound(_) => Status::not_found(message),
+            ApiError::InvalidArgument(violations) => {
+                let fv: Vec<FieldViolation> = violations
+                    .into_iter()
+                    .map(|v| FieldViolation::new(v.field, v.description))
+                    .collect();
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    message,
+                    ErrorDetails::with_bad_request(fv),
+                )
+            }
+            ApiError::FailedPrecondition { reason, message } => Status::with_error_details(
+                Code::FailedPrecondition,
+                message.clone(),
+                ErrorDetails::with_precondition_failure_violation(reason, "", message),
+            ),
+            ApiError::AlreadyExists(_) => Status::already_exists(message),
+            ApiError::Aborted(_) => Status::aborted(message),
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,38 @@
+//! Page sizes and page tokens. Tokens are opaque to clients (base64 of a cursor) so their
+//! form can change without breaking anyone.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::ApiContext;
+use crate::error::{ApiError, ApiResult};
+
+impl ApiContext {
+    /// The page size to use: the default for 0, the maximum for anything larger.
+    pub(crate) fn page_size(&self, requested: i32) -> ApiResult<u64> {
+        match u32::try_from(requested) {
+            Err(_) => Err(ApiError::invalid("page_size", "must not be negative")),
+            Ok(0) => Ok(u64::from(self.default_page_size)),
+            Ok(n) => Ok(u64::from(n.min(self.max_page_size))),
+        }
+    }
+}
+
+pub(crate) fn encode_token(kind: &str, cursor: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{kind}:{cursor}"))
+}
+
+/// The cursor in `token`, or `None` for the first page.
+pub(crate) fn decode_token(kind: &str, token: &str) -> ApiResult<Option<String>> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || ApiError::invalid("page_token", "is not a page token from this list");
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let cursor = text
+        .strip_prefix(kind)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .ok_or_else(bad)?;
+    Ok(Some(cursor.to_owned()))
+}

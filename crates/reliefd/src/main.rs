@@ -1,0 +1,193 @@
+//! `reliefd`: parses the command line and hands over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use relief_auth::{Minter, Scope, TokenSpec};
+use relief_domain::{DistrictId, Role, Subject, UnitId};
+use reliefd::settings::{self, Settings};
+use reliefd::{Application, telemetry};
+
+/// Exit code for a configuration error (EX_CONFIG-like, as sysexits' EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "reliefd",
+    version,
+    about = "relief: the petition-relief fund service (信访救助资金)"
+)]
+struct Cli {
+    /// A TOML configuration file; without it the built-in defaults apply.
+    #[arg(long, short, global = true, env = "RELIEF_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply migrations and serve gRPC until SIGINT or SIGTERM.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print a token signed with the development key, for trying the service by hand.
+    Token {
+        /// The person's id (the token's `sub`).
+        #[arg(long, default_value = "dev-user")]
+        subject: String,
+        /// The person's display name.
+        #[arg(long, default_value = "开发者")]
+        name: String,
+        /// A 6-digit district code, or `city`.
+        #[arg(long, default_value = "430112")]
+        district: String,
+        /// Roles, comma-separated (applicant_unit, case_officer, deputy_leader, bureau_head,
+        /// bureau_office, district_leader, finance, auditor, district_admin, city_admin,
+        /// sync_client).
+        #[arg(long, value_delimiter = ',', default_value = "case_officer")]
+        roles: Vec<String>,
+        /// The applicant unit, for the applicant_unit role.
+        #[arg(long)]
+        unit: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: i64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("reliefd: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Command::Token {
+        subject,
+        name,
+        district,
+        roles,
+        unit,
+        ttl_secs,
+    } = &cli.command
+    {
+        return match mint(
+            &settings,
+            subject,
+            name,
+            district,
+            roles,
+            unit.as_deref(),
+            *ttl_secs,
+        ) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("reliefd token: {e:#}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
+    telemetry::init(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("reliefd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve => {
+                let app = Application::build(settings).await?;
+                app.run_until_stopped(shutdown_signal()).await
+            }
+            Command::Migrate => {
+                let store = reliefd::open_store(&settings).await?;
+                store.migrate().await?;
+                tracing::info!("migrations applied");
+                Ok(())
+            }
+            Command::Token { .. } => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "reliefd stopped");
+            eprintln!("reliefd: {e:#}");
+            if e.downcast_ref::<settings::Error>().is_some() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn mint(
+    settings: &Settings,
+    subject: &str,
+    name: &str,
+    district: &str,
+    roles: &[String],
+    unit: Option<&str>,
+    ttl_secs: i64,
+) -> anyhow::Result<String> {
+    let minter = Minter::from_ed25519_pem(
+        settings::DEV_SIGNING_KEY_PEM.as_bytes(),
+        settings::DEV_KID,
+        settings.auth.issuer.clone(),
+        settings.auth.audience.clone(),
+    )?;
+    let scope = if district == relief_auth::CITY_SCOPE {
+        Scope::City
+    } else {
+        Scope::District(DistrictId::parse(district)?)
+    };
+    let roles = roles
+        .iter()
+        .map(|r| r.trim().parse::<Role>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = TokenSpec {
+        subject: Subject::parse(subject)?,
+        name: name.to_owned(),
+        scope,
+        roles,
+        unit: unit.map(UnitId::parse).transpose()?,
+        ttl_secs,
+        not_before: None,
+    };
+    Ok(minter.mint(&spec)?)
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

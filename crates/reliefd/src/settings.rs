@@ -1,0 +1,391 @@
+//! Typed settings: built-in defaults, then an optional TOML file, then `RELIEF_*` environment
+//! variables (`RELIEF_DATABASE_URL` sets `database.url`, `RELIEF_SERVER_LISTEN` sets
+//! `server.listen`: the first `_` after the prefix separates section and key). Everything is
+//! validated before a port is bound.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use relief_domain::rules::{
+    ApprovalChain, ApprovalStep, Category, FiscalYearBudget, StepCondition,
+};
+use relief_domain::{CategoryCode, DistrictId, FundRules, Money, Role, StepId};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The configuration a newcomer gets with no file at all: the example district on a SQLite
+/// file under `./data`, development keys allowed.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../deploy/config/relief.toml");
+/// The development JWKS matching `deploy/config/dev/dev-signing-key.pem`.
+pub const DEV_JWKS_JSON: &str = include_str!("../../../deploy/config/dev/jwks.json");
+/// The development signing key, used only by `reliefd token`.
+pub const DEV_SIGNING_KEY_PEM: &str =
+    include_str!("../../../deploy/config/dev/dev-signing-key.pem");
+pub const DEV_KID: &str = "relief-dev-1";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+    /// Districts declared by configuration, created at start-up when missing.
+    #[serde(default)]
+    pub districts: Vec<DistrictSeed>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub max_message_bytes: usize,
+    pub request_timeout_ms: u64,
+    pub concurrency_limit: usize,
+    pub shutdown_grace_ms: u64,
+    /// Largest page a List call returns.
+    pub max_page_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+    pub busy_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub issuer: String,
+    pub audience: String,
+    /// Accepted algorithms: any of `EdDSA`, `ES256`, `RS256`, and `HS256` with a secret.
+    pub algorithms: Vec<String>,
+    /// A JWKS file with the public keys, selected by `kid`.
+    #[serde(default)]
+    pub jwks_path: Option<PathBuf>,
+    /// The JWKS itself, instead of a file.
+    #[serde(default)]
+    pub jwks_json: Option<String>,
+    /// Accept tokens signed with the built-in development key. Never in production.
+    #[serde(default)]
+    pub allow_dev_keys: bool,
+    /// HS256 shared secret, for development only.
+    #[serde(default)]
+    pub hs256_secret: Option<SecretString>,
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+}
+
+fn default_leeway() -> u64 {
+    relief_auth::DEFAULT_LEEWAY_SECS
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `relief_api=debug,info`; `RUST_LOG` wins when set.
+    #[serde(default = "default_filter")]
+    pub filter: String,
+}
+
+fn default_filter() -> String {
+    "info".to_owned()
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            filter: default_filter(),
+        }
+    }
+}
+
+/// A district declared in configuration, with its fund rules in plain units.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistrictSeed {
+    pub id: String,
+    pub name: String,
+    pub rules: RulesSeed,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesSeed {
+    pub case_cap_fen: i64,
+    pub repeat_relief_wait_days: u32,
+    pub follow_up_after_days: Vec<u32>,
+    pub budgets: Vec<BudgetSeed>,
+    pub categories: Vec<CategorySeed>,
+    pub steps: Vec<StepSeed>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSeed {
+    pub fiscal_year: i32,
+    pub allocated_fen: i64,
+    pub target_case_count: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategorySeed {
+    pub code: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSeed {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub deadline_days: u32,
+    #[serde(default)]
+    pub batched: bool,
+    #[serde(default)]
+    pub min_amount_fen: Option<i64>,
+    #[serde(default)]
+    pub only_over_cap: bool,
+}
+
+/// A configuration problem; `reliefd` exits with code 64 on any of them.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Load(Box<figment::Error>),
+    #[error("configuration: {field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+fn invalid(field: impl Into<String>, reason: impl std::fmt::Display) -> Error {
+    Error::Invalid {
+        field: field.into(),
+        reason: reason.to_string(),
+    }
+}
+
+impl Settings {
+    /// Defaults, then `file` (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, Error> {
+        let mut fig = Figment::from(Toml::string(DEFAULT_CONFIG_TOML));
+        // The example district belongs to the built-in configuration only: a deployment's own
+        // file declares its own districts, or none.
+        let mut own_districts = true;
+        if let Some(f) = file {
+            let file_fig = Figment::from(Toml::file_exact(f));
+            own_districts = file_fig.find_value("districts").is_ok();
+            fig = fig.merge(file_fig);
+        }
+        fig = fig.merge(Env::prefixed("RELIEF_").map(|k| k.as_str().replacen('_', ".", 1).into()));
+        let mut settings: Settings = fig.extract().map_err(|e| Error::Load(Box::new(e)))?;
+        if !own_districts {
+            settings.districts.clear();
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The built-in defaults overlaid with TOML text, without the environment and without
+    /// the example district unless `text` declares districts: for tests and tools.
+    pub fn from_toml(text: &str) -> Result<Settings, Error> {
+        let own = Figment::from(Toml::string(text));
+        let own_districts = own.find_value("districts").is_ok();
+        let mut settings: Settings = Figment::from(Toml::string(DEFAULT_CONFIG_TOML))
+            .merge(own)
+            .extract()
+            .map_err(|e| Error::Load(Box::new(e)))?;
+        if !own_districts {
+            settings.districts.clear();
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), Error> {
+        let s = &self.server;
+        if !(1024..=64 * 1024 * 1024).contains(&s.max_message_bytes) {
+            return Err(invalid(
+                "server.max_message_bytes",
+                "must be between 1 KiB and 64 MiB",
+            ));
+        }
+        if !(100..=600_000).contains(&s.request_timeout_ms) {
+            return Err(invalid(
+                "server.request_timeout_ms",
+                "must be between 100 and 600000",
+            ));
+        }
+        if !(1..=100_000).contains(&s.concurrency_limit) {
+            return Err(invalid(
+                "server.concurrency_limit",
+                "must be between 1 and 100000",
+            ));
+        }
+        if s.shutdown_grace_ms > 600_000 {
+            return Err(invalid(
+                "server.shutdown_grace_ms",
+                "must be at most 600000",
+            ));
+        }
+        if !(1..=10_000).contains(&s.max_page_size) {
+            return Err(invalid(
+                "server.max_page_size",
+                "must be between 1 and 10000",
+            ));
+        }
+        let d = &self.database;
+        if !(d.url.starts_with("sqlite:")
+            || d.url.starts_with("postgres://")
+            || d.url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database.url",
+                "must start with sqlite: or postgres://",
+            ));
+        }
+        if !(1..=1000).contains(&d.max_connections) {
+            return Err(invalid(
+                "database.max_connections",
+                "must be between 1 and 1000",
+            ));
+        }
+        self.auth.verifier_config()?;
+        for (i, dist) in self.districts.iter().enumerate() {
+            dist.to_domain().map_err(|e| match e {
+                Error::Invalid { field, reason } => {
+                    invalid(format!("districts[{i}].{field}"), reason)
+                }
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl AuthSettings {
+    /// The verifier's configuration, with the JWKS read from wherever it was given.
+    pub fn verifier_config(&self) -> Result<relief_auth::VerifierConfig, Error> {
+        let mut algorithms = Vec::new();
+        for a in &self.algorithms {
+            let alg = match a.as_str() {
+                "EdDSA" => relief_auth::Algorithm::EdDSA,
+                "ES256" => relief_auth::Algorithm::ES256,
+                "RS256" => relief_auth::Algorithm::RS256,
+                "HS256" => relief_auth::Algorithm::HS256,
+                other => {
+                    return Err(invalid(
+                        "auth.algorithms",
+                        format_args!("unsupported algorithm {other}"),
+                    ));
+                }
+            };
+            algorithms.push(alg);
+        }
+        let jwks_json =
+            match (&self.jwks_json, &self.jwks_path, self.allow_dev_keys) {
+                (Some(json), _, _) => Some(json.clone()),
+                (None, Some(path), _) => Some(std::fs::read_to_string(path).map_err(|e| {
+                    invalid("auth.jwks_path", format_args!("{}: {e}", path.display()))
+                })?),
+                (None, None, true) => Some(DEV_JWKS_JSON.to_owned()),
+                (None, None, false) => None,
+            };
+        if jwks_json.is_none() && self.hs256_secret.is_none() {
+            return Err(invalid(
+                "auth.jwks_path",
+                "no keys configured: set jwks_path (or allow_dev_keys for development)",
+            ));
+        }
+        let mut cfg = relief_auth::VerifierConfig::new(self.issuer.clone(), self.audience.clone());
+        cfg.algorithms = algorithms;
+        cfg.jwks_json = jwks_json;
+        cfg.hs256_secret = self.hs256_secret.clone();
+        cfg.leeway_secs = self.leeway_secs;
+        relief_auth::Verifier::new(cfg.clone()).map_err(|e| invalid("auth", e))?;
+        Ok(cfg)
+    }
+}
+
+impl DistrictSeed {
+    pub fn to_domain(&self) -> Result<(DistrictId, String, FundRules), Error> {
+        let id = DistrictId::parse(&self.id).map_err(|e| invalid("id", e))?;
+        let r = &self.rules;
+        let money = |field: &str, fen: i64| Money::from_fen(fen).map_err(|e| invalid(field, e));
+        let mut budgets = Vec::new();
+        for (i, b) in r.budgets.iter().enumerate() {
+            budgets.push(FiscalYearBudget {
+                fiscal_year: b.fiscal_year,
+                allocated: money(
+                    &format!("rules.budgets[{i}].allocated_fen"),
+                    b.allocated_fen,
+                )?,
+                target_case_count: b.target_case_count,
+            });
+        }
+        let mut categories = Vec::new();
+        for (i, c) in r.categories.iter().enumerate() {
+            categories.push(Category {
+                code: CategoryCode::parse(&c.code)
+                    .map_err(|e| invalid(format!("rules.categories[{i}].code"), e))?,
+                name: c.name.clone(),
+                description: c.description.clone(),
+            });
+        }
+        let mut steps = Vec::new();
+        for (i, s) in r.steps.iter().enumerate() {
+            let f = |n: &str| format!("rules.steps[{i}].{n}");
+            steps.push(ApprovalStep {
+                id: StepId::parse(&s.id).map_err(|e| invalid(f("id"), e))?,
+                name: s.name.clone(),
+                role: s.role.parse::<Role>().map_err(|e| invalid(f("role"), e))?,
+                deadline_days: s.deadline_days,
+                condition: StepCondition {
+                    min_amount: s
+                        .min_amount_fen
+                        .map(|m| money(&f("min_amount_fen"), m))
+                        .transpose()?,
+                    only_over_cap: s.only_over_cap,
+                },
+                batched: s.batched,
+            });
+        }
+        let rules = FundRules {
+            case_cap: money("rules.case_cap_fen", r.case_cap_fen)?,
+            budgets,
+            categories,
+            repeat_relief_wait_days: r.repeat_relief_wait_days,
+            follow_up_after_days: r.follow_up_after_days.clone(),
+            approval_chain: ApprovalChain { steps },
+        };
+        rules.validate("rules").map_err(|v| {
+            let first = v.into_iter().next();
+            match first {
+                Some(v) => invalid(v.field, v.description),
+                None => invalid("rules", "invalid"),
+            }
+        })?;
+        Ok((id, self.name.clone(), rules))
+    }
+}
