@@ -2,11 +2,13 @@
 //! bureau reads them. The district always comes from the caller, never from the request.
 
 use chrono::Duration;
+use relief_domain::approval::entry_step;
 use relief_domain::case::{CaseState, check_submission};
+use relief_domain::rules::ApprovalStep;
 use relief_domain::{CaseId, CategoryCode, Role, UnitId};
 use relief_proto::v1 as pb;
 use relief_proto::v1::case_service_server::CaseService;
-use relief_store::{CaseFilter, CaseRecord};
+use relief_store::{CaseFilter, CaseRecord, LedgerKind, WriteTx};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Caller, CaseVisibility};
@@ -30,12 +32,15 @@ impl CaseApi {
     }
 }
 
-fn parse_case_id(s: &str) -> ApiResult<CaseId> {
+pub(crate) fn parse_case_id(s: &str) -> ApiResult<CaseId> {
     CaseId::parse(s).map_err(|e| ApiError::invalid("case_id", e))
 }
 
 /// The case if the caller may see it; another unit's case is "not found".
-fn visible(case: Option<CaseRecord>, visibility: &CaseVisibility) -> ApiResult<CaseRecord> {
+pub(crate) fn visible(
+    case: Option<CaseRecord>,
+    visibility: &CaseVisibility,
+) -> ApiResult<CaseRecord> {
     match (case, visibility) {
         (Some(c), CaseVisibility::District) => Ok(c),
         (Some(c), CaseVisibility::Unit(u)) if &c.applicant_unit_id == u => Ok(c),
@@ -43,8 +48,50 @@ fn visible(case: Option<CaseRecord>, visibility: &CaseVisibility) -> ApiResult<C
     }
 }
 
+/// Puts a case into `state`; a state in review waits at `step`, whose role, arrival and
+/// deadline the inbox reads.
+pub(crate) fn move_to(
+    case: &mut CaseRecord,
+    state: CaseState,
+    step: Option<&ApprovalStep>,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    match (&state, step) {
+        (CaseState::InReview { .. }, Some(step)) => {
+            case.step_role = Some(step.role);
+            case.step_entered_at = Some(now);
+            case.step_deadline_at = Some(now + Duration::days(i64::from(step.deadline_days)));
+        }
+        _ => {
+            case.step_role = None;
+            case.step_entered_at = None;
+            case.step_deadline_at = None;
+        }
+    }
+    case.state = state;
+}
+
+/// Gives an approved case's reservation back to the budget.
+pub(crate) async fn release_reservation(tx: &mut WriteTx, case: &CaseRecord) -> ApiResult<()> {
+    let (Some(year), Some(amount)) = (case.application.fiscal_year, case.approved_amount) else {
+        return Err(ApiError::Internal(format!(
+            "approved case {} has no year or amount",
+            case.id
+        )));
+    };
+    tx.add_ledger_entry(
+        &case.district_id,
+        year,
+        Some(case.id),
+        LedgerKind::Release,
+        amount,
+    )
+    .await?;
+    Ok(())
+}
+
 /// `expected_version` 0 means "do not check".
-fn check_version(expected: i64, case: &CaseRecord) -> ApiResult<()> {
+pub(crate) fn check_version(expected: i64, case: &CaseRecord) -> ApiResult<()> {
     if expected != 0 && expected != case.version {
         return Err(ApiError::Aborted(format!(
             "the case is at version {}, not {expected}: re-read it and retry",
@@ -89,6 +136,10 @@ impl CaseApi {
             rules_version: d.rules_version,
             over_cap: false,
             repeat_relief: false,
+            approved_amount: None,
+            step_role: None,
+            step_entered_at: None,
+            step_deadline_at: None,
             version: 1,
             created_by: caller.claims().subject().to_string(),
             created_at: now,
@@ -267,19 +318,28 @@ impl CaseApi {
             None => Vec::new(),
         };
         let flags = check_submission(app, &rules, &recent).map_err(ApiError::InvalidArgument)?;
-        let first = rules
-            .approval_chain
-            .first_step(app.requested_amount, flags.over_cap)
-            .ok_or_else(|| {
-                ApiError::Internal("the approval chain has no step for this case".to_owned())
-            })?;
+        let entry = entry_step(
+            &rules.approval_chain,
+            &before.state,
+            app.requested_amount,
+            flags.over_cap,
+        )
+        .ok_or_else(|| {
+            ApiError::Internal("the approval chain has no step for this case".to_owned())
+        })?;
         let mut after = CaseRecord {
-            state: before.state.submit(first.id.clone())?,
             over_cap: flags.over_cap,
             repeat_relief: flags.repeat_relief,
             submitted_at: Some(tx.now()),
+            approved_amount: Some(app.requested_amount),
             ..before.clone()
         };
+        move_to(
+            &mut after,
+            before.state.submit(entry.id.clone())?,
+            Some(entry),
+            tx.now(),
+        );
         tx.update_case("case.submitted", None, &before, &mut after)
             .await?;
         let resp = pb::SubmitCaseResponse {
@@ -317,10 +377,11 @@ impl CaseApi {
         };
         let before = visible(tx.case(&district, id).await?, &CaseVisibility::Unit(unit))?;
         check_version(req.expected_version, &before)?;
-        let mut after = CaseRecord {
-            state: before.state.withdraw()?,
-            ..before.clone()
-        };
+        let mut after = before.clone();
+        move_to(&mut after, before.state.withdraw()?, None, tx.now());
+        if before.state == CaseState::Approved {
+            release_reservation(&mut tx, &before).await?;
+        }
         let reason = req.reason.trim();
         tx.update_case(
             "case.withdrawn",

@@ -521,7 +521,7 @@ pub fn case_to_pb(c: &CaseRecord, reveal: bool) -> pb::Case {
         current_step_id: match &c.state {
             CaseState::InReview { step } => step.to_string(),
             CaseState::Draft
-            | CaseState::Returned
+            | CaseState::Returned { .. }
             | CaseState::Withdrawn
             | CaseState::Rejected
             | CaseState::Approved
@@ -532,5 +532,7 @@ pub fn case_to_pb(c: &CaseRecord, reveal: bool) -> pb::Case {
         create_time: Some(timestamp(c.created_at)),
         update_time: Some(timestamp(c.updated_at)),
         submit_time: c.submitted_at.map(timestamp),
+        approved_amount_fen: c.approved_amount.map_or(0, Money::fen),
+        step_deadline_time: c.step_deadline_at.map(timestamp),
     }
 }

@@ -2,6 +2,8 @@
 //! converts the request into domain values, runs the domain rule and the store write, and
 //! converts back; errors leave through [`error::ApiError`], the one mapping to `Status`.
 
+mod approvals;
+mod audit;
 pub mod auth;
 mod cases;
 pub mod convert;
@@ -15,6 +17,8 @@ use prost::Message;
 use relief_domain::{Clock, DistrictId};
 use relief_store::{IdempotencyKey, Store, WriteTx};
 
+pub use approvals::ApprovalApi;
+pub use audit::AuditApi;
 pub use auth::{AuthInterceptor, Caller, DISTRICT_HEADER};
 pub use cases::CaseApi;
 pub use districts::DistrictApi;

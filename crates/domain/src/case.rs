@@ -235,13 +235,15 @@ pub fn check_submission(
 
 /// Where a case stands. Each state carries what is true only in that state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CaseState {
     /// 草稿: being written by the applicant unit.
     Draft,
     /// 审核中: waiting at an approval step.
     InReview { step: StepId },
-    /// 退回补正: sent back to the applicant unit to amend.
-    Returned,
+    /// 退回补正: sent back to the applicant unit to amend; on resubmission review resumes at
+    /// the step that returned it (when that step still applies).
+    Returned { resume_at: Option<StepId> },
     /// 撤回: withdrawn by the applicant unit; final.
     Withdrawn,
     /// 不予救助: rejected by a reviewer; final.
@@ -319,7 +321,7 @@ impl CaseState {
         match self {
             CaseState::Draft => StateKind::Draft,
             CaseState::InReview { .. } => StateKind::InReview,
-            CaseState::Returned => StateKind::Returned,
+            CaseState::Returned { .. } => StateKind::Returned,
             CaseState::Withdrawn => StateKind::Withdrawn,
             CaseState::Rejected => StateKind::Rejected,
             CaseState::Approved => StateKind::Approved,
@@ -327,12 +329,13 @@ impl CaseState {
         }
     }
 
-    /// The step a case in review waits at.
+    /// The step stored with the state: where a case in review waits, or where a returned
+    /// case resumes.
     pub fn step(&self) -> Option<&StepId> {
         match self {
             CaseState::InReview { step } => Some(step),
+            CaseState::Returned { resume_at } => resume_at.as_ref(),
             CaseState::Draft
-            | CaseState::Returned
             | CaseState::Withdrawn
             | CaseState::Rejected
             | CaseState::Approved
@@ -352,9 +355,11 @@ impl CaseState {
                 step: StepId::parse(s).map_err(|_| corrupt())?,
             },
             (StateKind::InReview, None) => return Err(corrupt()),
-            (_, Some(_)) => return Err(corrupt()),
             (StateKind::Draft, None) => CaseState::Draft,
-            (StateKind::Returned, None) => CaseState::Returned,
+            (StateKind::Returned, step) => CaseState::Returned {
+                resume_at: step.map(StepId::parse).transpose().map_err(|_| corrupt())?,
+            },
+            (_, Some(_)) => return Err(corrupt()),
             (StateKind::Withdrawn, None) => CaseState::Withdrawn,
             (StateKind::Rejected, None) => CaseState::Rejected,
             (StateKind::Approved, None) => CaseState::Approved,
@@ -366,7 +371,7 @@ impl CaseState {
     /// The applicant unit may change the application only while it holds the case.
     pub fn check_editable(&self) -> Result<(), TransitionError> {
         match self {
-            CaseState::Draft | CaseState::Returned => Ok(()),
+            CaseState::Draft | CaseState::Returned { .. } => Ok(()),
             CaseState::InReview { .. }
             | CaseState::Withdrawn
             | CaseState::Rejected
@@ -382,7 +387,7 @@ impl CaseState {
     /// client learns about the state first.
     pub fn check_submittable(&self) -> Result<(), TransitionError> {
         match self {
-            CaseState::Draft | CaseState::Returned => Ok(()),
+            CaseState::Draft | CaseState::Returned { .. } => Ok(()),
             CaseState::InReview { .. }
             | CaseState::Withdrawn
             | CaseState::Rejected
@@ -400,18 +405,18 @@ impl CaseState {
         Ok(CaseState::InReview { step: first_step })
     }
 
-    /// The applicant unit may withdraw a case until it is decided.
+    /// The applicant unit may withdraw a case until it is paid; withdrawing an approved
+    /// case releases its reservation.
     pub fn withdraw(&self) -> Result<CaseState, TransitionError> {
         match self {
-            CaseState::Draft | CaseState::Returned | CaseState::InReview { .. } => {
-                Ok(CaseState::Withdrawn)
-            }
-            CaseState::Withdrawn | CaseState::Rejected | CaseState::Approved | CaseState::Paid => {
-                Err(TransitionError {
-                    action: "withdraw",
-                    from: self.kind(),
-                })
-            }
+            CaseState::Draft
+            | CaseState::Returned { .. }
+            | CaseState::InReview { .. }
+            | CaseState::Approved => Ok(CaseState::Withdrawn),
+            CaseState::Withdrawn | CaseState::Rejected | CaseState::Paid => Err(TransitionError {
+                action: "withdraw",
+                from: self.kind(),
+            }),
         }
     }
 }
@@ -431,7 +436,10 @@ mod tests {
         vec![
             CaseState::Draft,
             CaseState::InReview { step: step() },
-            CaseState::Returned,
+            CaseState::Returned {
+                resume_at: Some(step()),
+            },
+            CaseState::Returned { resume_at: None },
             CaseState::Withdrawn,
             CaseState::Rejected,
             CaseState::Approved,
@@ -446,9 +454,10 @@ mod tests {
             (StateKind::Draft, true, true, true),
             (StateKind::InReview, false, false, true),
             (StateKind::Returned, true, true, true),
+            (StateKind::Returned, true, true, true),
             (StateKind::Withdrawn, false, false, false),
             (StateKind::Rejected, false, false, false),
-            (StateKind::Approved, false, false, false),
+            (StateKind::Approved, false, false, true),
             (StateKind::Paid, false, false, false),
         ];
         for (state, (kind, edit, submit, withdraw)) in all_states().into_iter().zip(table) {

@@ -2,6 +2,7 @@
 //! rules, the case state machine. Every other crate speaks in these types; this crate's
 //! Cargo.toml has neither tonic nor sea-orm, and must keep it that way.
 
+pub mod approval;
 pub mod audit;
 pub mod case;
 pub mod clock;

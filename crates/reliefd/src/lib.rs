@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use relief_api::{ApiContext, AuthInterceptor, CaseApi, DistrictApi};
+use relief_api::{ApiContext, ApprovalApi, AuditApi, AuthInterceptor, CaseApi, DistrictApi};
 use relief_auth::Verifier;
 use relief_domain::{Clock, Role, Subject, SystemClock};
+use relief_proto::v1::approval_service_server::ApprovalServiceServer;
+use relief_proto::v1::audit_service_server::AuditServiceServer;
 use relief_proto::v1::case_service_server::CaseServiceServer;
 use relief_proto::v1::district_service_server::DistrictServiceServer;
 use relief_store::{Actor, DbSettings, Store};
@@ -155,7 +157,13 @@ impl Application {
         let cases = CaseServiceServer::new(CaseApi::new(ctx.clone()))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-        let districts = DistrictServiceServer::new(DistrictApi::new(ctx))
+        let districts = DistrictServiceServer::new(DistrictApi::new(ctx.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let approvals = ApprovalServiceServer::new(ApprovalApi::new(ctx.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let audit = AuditServiceServer::new(AuditApi::new(ctx))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
 
@@ -184,7 +192,9 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(InterceptedService::new(cases, auth.clone()))
-            .add_service(InterceptedService::new(districts, auth));
+            .add_service(InterceptedService::new(districts, auth.clone()))
+            .add_service(InterceptedService::new(approvals, auth.clone()))
+            .add_service(InterceptedService::new(audit, auth));
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let incoming = TcpListenerStream::new(self.listener);

@@ -25,6 +25,10 @@ pub const DEV_SIGNING_KEY_PEM: &str =
     include_str!("../../../deploy/config/dev/dev-signing-key.pem");
 pub const DEV_KID: &str = "relief-dev-1";
 
+/// The sections `RELIEF_*` variables may set; others (`RELIEF_CONFIG`, the test suite's
+/// `RELIEF_TEST_*`) are not settings.
+const SECTIONS: [&str; 4] = ["server_", "database_", "auth_", "log_"];
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -198,7 +202,15 @@ impl Settings {
             own_districts = file_fig.find_value("districts").is_ok();
             fig = fig.merge(file_fig);
         }
-        fig = fig.merge(Env::prefixed("RELIEF_").map(|k| k.as_str().replacen('_', ".", 1).into()));
+        fig = fig.merge(
+            Env::prefixed("RELIEF_")
+                .filter(|k| {
+                    SECTIONS
+                        .iter()
+                        .any(|s| k.as_str().to_ascii_lowercase().starts_with(s))
+                })
+                .map(|k| k.as_str().replacen('_', ".", 1).into()),
+        );
         let mut settings: Settings = fig.extract().map_err(|e| Error::Load(Box::new(e)))?;
         if !own_districts {
             settings.districts.clear();

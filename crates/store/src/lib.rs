@@ -6,12 +6,16 @@
 //! events of the change to the district's hash chain, stores the response under the caller's
 //! request id, and commits all of it at once or none of it.
 
+mod approvals;
 pub mod entity;
 mod error;
 mod reads;
 mod records;
 mod write;
 
+pub use approvals::{
+    DecisionRecord, DelegationRecord, LedgerKind, MeetingItemRecord, MeetingRecord,
+};
 pub use error::{Error, Result};
 pub use reads::{CaseFilter, ChainReport};
 pub use records::{Actor, CaseRecord, DistrictRecord, EventRecord, RulesVersionRecord};

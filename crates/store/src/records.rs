@@ -2,7 +2,9 @@
 //! them (versions, times, who created them). Conversions from rows live here.
 
 use chrono::{DateTime, Utc};
-use relief_domain::{Application, CaseId, CaseState, DistrictId, FundRules, Role, Subject, UnitId};
+use relief_domain::{
+    Application, CaseId, CaseState, DistrictId, FundRules, Money, Role, Subject, UnitId,
+};
 use serde::Serialize;
 
 use crate::entity;
@@ -48,6 +50,13 @@ pub struct CaseRecord {
     pub rules_version: i64,
     pub over_cap: bool,
     pub repeat_relief: bool,
+    /// The amount as approved so far; set at submission to the requested amount and
+    /// lowered by reviewers.
+    pub approved_amount: Option<Money>,
+    /// While in review: who acts on the current step, since when, and until when.
+    pub step_role: Option<Role>,
+    pub step_entered_at: Option<DateTime<Utc>>,
+    pub step_deadline_at: Option<DateTime<Utc>>,
     /// Increases with every change; optimistic concurrency compares it.
     pub version: i64,
     pub created_by: String,
@@ -107,6 +116,19 @@ impl CaseRecord {
             rules_version: row.rules_version,
             over_cap: row.over_cap,
             repeat_relief: row.repeat_relief,
+            approved_amount: row
+                .approved_amount_fen
+                .map(Money::from_fen)
+                .transpose()
+                .map_err(|e| Error::corrupt("approved amount", e))?,
+            step_role: row
+                .current_step_role
+                .as_deref()
+                .map(str::parse::<Role>)
+                .transpose()
+                .map_err(|e| Error::corrupt("step role", e))?,
+            step_entered_at: row.step_entered_at,
+            step_deadline_at: row.step_deadline_at,
             version: row.version,
             created_by: row.created_by,
             created_at: row.created_at,
@@ -132,6 +154,10 @@ impl CaseRecord {
                 .as_ref()
                 .map(|r| r.as_str().to_owned()),
             requested_amount_fen: app.requested_amount.fen(),
+            approved_amount_fen: self.approved_amount.map(Money::fen),
+            current_step_role: self.step_role.map(|r| r.as_str().to_owned()),
+            step_entered_at: self.step_entered_at,
+            step_deadline_at: self.step_deadline_at,
             over_cap: self.over_cap,
             repeat_relief: self.repeat_relief,
             rules_version: self.rules_version,

@@ -141,6 +141,12 @@ impl WriteTx {
         &self.actor
     }
 
+    /// Changes who the write is attributed to, once the step decided tells in which role
+    /// (and on whose behalf) the caller acts. Events are stamped at commit.
+    pub fn act_as(&mut self, actor: Actor) {
+        self.actor = actor;
+    }
+
     /// The stored response of an earlier call with this key, if any. The same request id
     /// with a different request is [`Error::RequestIdReused`].
     pub async fn replay(&self, key: &IdempotencyKey) -> Result<Option<Vec<u8>>> {
@@ -493,8 +499,8 @@ impl WriteTx {
             .collect()
     }
 
-    /// Escape hatch for statements the helpers above do not cover.
-    pub fn connection(&self) -> &impl ConnectionTrait {
+    /// The transaction, for the store's other modules.
+    pub(crate) fn conn(&self) -> &DatabaseTransaction {
         &self.txn
     }
 }

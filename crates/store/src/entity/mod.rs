@@ -1,5 +1,6 @@
 //! sea-orm entities, one per table. Only this crate sees them; callers get domain records.
 
+pub mod approval;
 pub mod case;
 pub mod district;
 pub mod event;

@@ -1,0 +1,510 @@
+//! Deciding a case at a step of its approval chain (审核审批), as pure functions: what a
+//! decision turns the case into, who may take it (separation of duties), and whether the
+//! budget can carry a final approval. The store persists whatever these return.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+use crate::case::CaseState;
+use crate::ids::{StepId, Subject};
+use crate::money::Money;
+use crate::rules::{ApprovalChain, ApprovalStep};
+
+/// What a reviewer decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Approve, optionally lowering the amount.
+    Approve { amount: Option<Money> },
+    /// Return for amendment: to an earlier step, or (`None`) to the applicant unit.
+    Return { to: Option<StepId> },
+    /// Reject; final.
+    Reject,
+}
+
+impl Decision {
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Decision::Approve { .. } => "approve",
+            Decision::Return { .. } => "return",
+            Decision::Reject => "reject",
+        }
+    }
+
+    /// Return and reject must say why (审核意见).
+    pub const fn needs_opinion(&self) -> bool {
+        match self {
+            Decision::Approve { .. } => false,
+            Decision::Return { .. } | Decision::Reject => true,
+        }
+    }
+}
+
+/// The case facts a decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct CaseFacts<'a> {
+    pub state: &'a CaseState,
+    /// The amount requested (申报金额); the chain's conditions look at this.
+    pub requested: Money,
+    /// The amount as approved so far (starts at the requested amount).
+    pub current: Money,
+    pub over_cap: bool,
+}
+
+/// Where the case goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub state: CaseState,
+    pub amount: Money,
+    /// The decision was the final approval: the amount must be reserved.
+    pub final_approval: bool,
+}
+
+/// Why a decision cannot be taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecideError {
+    #[error("the case is not in review")]
+    NotInReview,
+    #[error("the case is at step {current}, not {claimed}")]
+    WrongStep { current: StepId, claimed: StepId },
+    #[error("step {0} is not part of this case's approval chain")]
+    UnknownStep(StepId),
+    #[error("the approved amount {amount} is above the requested {requested}")]
+    AmountRaised { amount: Money, requested: Money },
+    #[error("the approved amount must be positive; reject the case instead")]
+    AmountZero,
+    #[error("a case can only be returned to an earlier step of its chain; {0} is not one")]
+    NotAnEarlierStep(StepId),
+}
+
+/// Applies `decision` at `at` to a case, under `chain`.
+pub fn decide(
+    chain: &ApprovalChain,
+    case: CaseFacts<'_>,
+    at: &StepId,
+    decision: &Decision,
+) -> Result<Outcome, DecideError> {
+    let current_step = match case.state {
+        CaseState::InReview { step } => step,
+        CaseState::Draft
+        | CaseState::Returned { .. }
+        | CaseState::Withdrawn
+        | CaseState::Rejected
+        | CaseState::Approved
+        | CaseState::Paid => return Err(DecideError::NotInReview),
+    };
+    if current_step != at {
+        return Err(DecideError::WrongStep {
+            current: current_step.clone(),
+            claimed: at.clone(),
+        });
+    }
+    if chain.step(at).is_none() {
+        return Err(DecideError::UnknownStep(at.clone()));
+    }
+    match decision {
+        Decision::Approve { amount } => {
+            let amount = amount.unwrap_or(case.current);
+            if amount > case.requested {
+                return Err(DecideError::AmountRaised {
+                    amount,
+                    requested: case.requested,
+                });
+            }
+            if amount.is_zero() {
+                return Err(DecideError::AmountZero);
+            }
+            Ok(match chain.next_step(at, case.requested, case.over_cap) {
+                Some(next) => Outcome {
+                    state: CaseState::InReview {
+                        step: next.id.clone(),
+                    },
+                    amount,
+                    final_approval: false,
+                },
+                None => Outcome {
+                    state: CaseState::Approved,
+                    amount,
+                    final_approval: true,
+                },
+            })
+        }
+        Decision::Return { to: None } => Ok(Outcome {
+            state: CaseState::Returned {
+                resume_at: Some(at.clone()),
+            },
+            amount: case.current,
+            final_approval: false,
+        }),
+        Decision::Return { to: Some(target) } => {
+            let earlier = chain
+                .applicable_steps(case.requested, case.over_cap)
+                .take_while(|s| &s.id != at)
+                .any(|s| &s.id == target);
+            if !earlier {
+                return Err(DecideError::NotAnEarlierStep(target.clone()));
+            }
+            Ok(Outcome {
+                state: CaseState::InReview {
+                    step: target.clone(),
+                },
+                amount: case.current,
+                final_approval: false,
+            })
+        }
+        Decision::Reject => Ok(Outcome {
+            state: CaseState::Rejected,
+            amount: case.current,
+            final_approval: false,
+        }),
+    }
+}
+
+/// The step a (re)submitted case enters: where a return asked it to resume when that step
+/// still applies to the amount now requested, else the chain's first step.
+pub fn entry_step<'c>(
+    chain: &'c ApprovalChain,
+    state: &CaseState,
+    amount: Money,
+    over_cap: bool,
+) -> Option<&'c ApprovalStep> {
+    if let CaseState::Returned {
+        resume_at: Some(resume),
+    } = state
+        && let Some(step) = chain
+            .applicable_steps(amount, over_cap)
+            .find(|s| &s.id == resume)
+    {
+        return Some(step);
+    }
+    chain.first_step(amount, over_cap)
+}
+
+/// An earlier decision on the same case.
+#[derive(Debug, Clone)]
+pub struct PriorDecision {
+    pub step: StepId,
+    pub actor: Subject,
+    pub on_behalf_of: Option<Subject>,
+}
+
+/// Why a person may not decide this case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DutyConflict(pub String);
+
+impl fmt::Display for DutyConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Separation of duties (谁审核、谁负责): one person acts on at most one step of a case,
+/// whether in their own name or for someone else, and nobody decides a case they filed.
+pub fn check_separation(
+    prior: &[PriorDecision],
+    filed_by: &Subject,
+    actor: &Subject,
+    on_behalf_of: Option<&Subject>,
+    step: &StepId,
+) -> Result<(), DutyConflict> {
+    let people: Vec<&Subject> = std::iter::once(actor).chain(on_behalf_of).collect();
+    if people.contains(&filed_by) {
+        return Err(DutyConflict(format!(
+            "{filed_by} filed this case and may not decide it"
+        )));
+    }
+    for p in prior.iter().filter(|p| &p.step != step) {
+        let earlier: Vec<&Subject> = std::iter::once(&p.actor)
+            .chain(p.on_behalf_of.as_ref())
+            .collect();
+        if let Some(who) = people.iter().find(|s| earlier.contains(s)) {
+            return Err(DutyConflict(format!(
+                "{who} already acted on step {} of this case; one person acts on at most one step",
+                p.step
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A delegation in force at `now`.
+pub fn delegation_active(
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> bool {
+    starts_at <= now && now < ends_at && revoked_at.is_none_or(|r| now < r)
+}
+
+/// The budget of one fiscal year as the ledger sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BudgetBalance {
+    pub allocated: Money,
+    pub reserved: Money,
+    pub paid: Money,
+}
+
+/// A reservation that does not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the budget has {available} left; this approval needs {needed}")]
+pub struct BudgetExceeded {
+    pub available: Money,
+    pub needed: Money,
+}
+
+impl BudgetBalance {
+    /// What is neither reserved nor paid; zero if the books are already over.
+    pub fn available(&self) -> Money {
+        self.reserved
+            .checked_add(self.paid)
+            .ok()
+            .and_then(|used| self.allocated.checked_sub(used))
+            .unwrap_or(Money::ZERO)
+    }
+
+    /// Checks that `amount` can be reserved: reserved + paid never exceeds allocated.
+    pub fn check_reserve(&self, amount: Money) -> Result<(), BudgetExceeded> {
+        let available = self.available();
+        if amount > available {
+            Err(BudgetExceeded {
+                available,
+                needed: amount,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::defaults::default_chain;
+    use proptest::prelude::*;
+
+    fn id(s: &str) -> StepId {
+        StepId::parse(s).unwrap()
+    }
+    fn sub(s: &str) -> Subject {
+        Subject::parse(s).unwrap()
+    }
+    fn yuan(y: i64) -> Money {
+        Money::from_yuan(y).unwrap()
+    }
+
+    fn at(step: &str) -> CaseState {
+        CaseState::InReview { step: id(step) }
+    }
+
+    fn check(
+        state: CaseState,
+        step: &str,
+        decision: Decision,
+        expected: Result<(CaseState, i64, bool), DecideError>,
+    ) {
+        let chain = default_chain();
+        let facts = CaseFacts {
+            state: &state,
+            requested: yuan(20_000),
+            current: yuan(20_000),
+            over_cap: false,
+        };
+        let got = decide(&chain, facts, &id(step), &decision)
+            .map(|o| (o.state, o.amount.fen() / 100, o.final_approval));
+        assert_eq!(got, expected, "{state:?} {step} {decision:?}");
+    }
+
+    #[test]
+    fn decisions_table() {
+        let approve = Decision::Approve { amount: None };
+        check(
+            at("case_officer_review"),
+            "case_officer_review",
+            approve.clone(),
+            Ok((at("deputy_leader_review"), 20_000, false)),
+        );
+        check(
+            at("bureau_head_review"),
+            "bureau_head_review",
+            Decision::Approve {
+                amount: Some(yuan(15_000)),
+            },
+            Ok((at("party_group_decision"), 15_000, false)),
+        );
+        check(
+            at("district_leader_approval"),
+            "district_leader_approval",
+            approve.clone(),
+            Ok((CaseState::Approved, 20_000, true)),
+        );
+        check(
+            at("deputy_leader_review"),
+            "case_officer_review",
+            approve.clone(),
+            Err(DecideError::WrongStep {
+                current: id("deputy_leader_review"),
+                claimed: id("case_officer_review"),
+            }),
+        );
+        check(
+            CaseState::Draft,
+            "case_officer_review",
+            approve,
+            Err(DecideError::NotInReview),
+        );
+        check(
+            at("case_officer_review"),
+            "case_officer_review",
+            Decision::Approve {
+                amount: Some(yuan(20_001)),
+            },
+            Err(DecideError::AmountRaised {
+                amount: yuan(20_001),
+                requested: yuan(20_000),
+            }),
+        );
+        check(
+            at("case_officer_review"),
+            "case_officer_review",
+            Decision::Approve {
+                amount: Some(Money::ZERO),
+            },
+            Err(DecideError::AmountZero),
+        );
+        check(
+            at("bureau_head_review"),
+            "bureau_head_review",
+            Decision::Return { to: None },
+            Ok((
+                CaseState::Returned {
+                    resume_at: Some(id("bureau_head_review")),
+                },
+                20_000,
+                false,
+            )),
+        );
+        check(
+            at("bureau_head_review"),
+            "bureau_head_review",
+            Decision::Return {
+                to: Some(id("case_officer_review")),
+            },
+            Ok((at("case_officer_review"), 20_000, false)),
+        );
+        check(
+            at("bureau_head_review"),
+            "bureau_head_review",
+            Decision::Return {
+                to: Some(id("district_leader_approval")),
+            },
+            Err(DecideError::NotAnEarlierStep(id(
+                "district_leader_approval",
+            ))),
+        );
+        check(
+            at("bureau_head_review"),
+            "bureau_head_review",
+            Decision::Return {
+                to: Some(id("bureau_head_review")),
+            },
+            Err(DecideError::NotAnEarlierStep(id("bureau_head_review"))),
+        );
+        check(
+            at("deputy_leader_review"),
+            "deputy_leader_review",
+            Decision::Reject,
+            Ok((CaseState::Rejected, 20_000, false)),
+        );
+    }
+
+    #[test]
+    fn resubmission_resumes_where_returned() {
+        let chain = default_chain();
+        let returned = CaseState::Returned {
+            resume_at: Some(id("bureau_head_review")),
+        };
+        assert_eq!(
+            entry_step(&chain, &returned, yuan(1), false).map(|s| s.id.as_str()),
+            Some("bureau_head_review")
+        );
+        assert_eq!(
+            entry_step(&chain, &CaseState::Draft, yuan(1), false).map(|s| s.id.as_str()),
+            Some("case_officer_review")
+        );
+        let gone = CaseState::Returned {
+            resume_at: Some(id("no_such_step")),
+        };
+        assert_eq!(
+            entry_step(&chain, &gone, yuan(1), false).map(|s| s.id.as_str()),
+            Some("case_officer_review")
+        );
+    }
+
+    #[test]
+    fn separation_of_duties() {
+        let prior = vec![
+            PriorDecision {
+                step: id("case_officer_review"),
+                actor: sub("officer"),
+                on_behalf_of: None,
+            },
+            PriorDecision {
+                step: id("deputy_leader_review"),
+                actor: sub("acting"),
+                on_behalf_of: Some(sub("deputy")),
+            },
+        ];
+        let filer = sub("unit-clerk");
+        let ok = |actor: &str, behalf: Option<&str>, step: &str| {
+            check_separation(
+                &prior,
+                &filer,
+                &sub(actor),
+                behalf.map(sub).as_ref(),
+                &id(step),
+            )
+            .is_ok()
+        };
+        assert!(ok("head", None, "bureau_head_review"));
+        assert!(!ok("officer", None, "bureau_head_review"));
+        assert!(
+            ok("officer", None, "case_officer_review"),
+            "the same step again after a return"
+        );
+        assert!(
+            !ok("deputy", None, "bureau_head_review"),
+            "acted through a delegate"
+        );
+        assert!(!ok("acting", None, "bureau_head_review"));
+        assert!(!ok("someone", Some("officer"), "bureau_head_review"));
+        assert!(!ok("unit-clerk", None, "bureau_head_review"));
+    }
+
+    #[test]
+    fn delegation_window() {
+        let t = |s: i64| DateTime::from_timestamp(s, 0).unwrap();
+        assert!(delegation_active(t(10), t(20), None, t(10)));
+        assert!(!delegation_active(t(10), t(20), None, t(20)));
+        assert!(!delegation_active(t(10), t(20), None, t(9)));
+        assert!(!delegation_active(t(10), t(20), Some(t(15)), t(15)));
+        assert!(delegation_active(t(10), t(20), Some(t(15)), t(14)));
+    }
+
+    proptest! {
+        /// Reserving only what `check_reserve` allows never takes reserved + paid over the
+        /// allocation, whatever the order of requests.
+        #[test]
+        fn reservations_never_exceed_budget(allocated in 0i64..10_000_000, asks in proptest::collection::vec(1i64..2_000_000, 0..60)) {
+            let mut b = BudgetBalance { allocated: Money::from_fen(allocated).unwrap(), ..Default::default() };
+            for a in asks {
+                let a = Money::from_fen(a).unwrap();
+                if b.check_reserve(a).is_ok() {
+                    b.reserved = b.reserved.checked_add(a).unwrap();
+                }
+                prop_assert!(b.reserved.checked_add(b.paid).unwrap() <= b.allocated);
+            }
+        }
+    }
+}

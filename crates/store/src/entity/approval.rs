@@ -1,0 +1,136 @@
+//! Tables of the approval process: decisions, delegations, party-group meetings and their
+//! agendas, and the fund ledger's entries.
+
+pub mod decision {
+    //! One decision at one step of a case.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "decisions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub district_id: String,
+        pub case_id: String,
+        pub step_id: String,
+        pub step_name: String,
+        pub decision: String,
+        pub actor_subject: String,
+        pub actor_name: String,
+        pub actor_role: String,
+        pub on_behalf_of: Option<String>,
+        pub opinion: String,
+        pub amount_before_fen: i64,
+        pub amount_after_fen: i64,
+        pub over_cap: bool,
+        pub over_cap_justification: String,
+        pub meeting_id: Option<String>,
+        pub return_to_step_id: Option<String>,
+        pub decided_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod delegation {
+    //! A step role lent to another person for a time.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "delegations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub district_id: String,
+        pub delegator_subject: String,
+        pub delegator_name: String,
+        pub delegate_subject: String,
+        pub role: String,
+        pub starts_at: ChronoDateTimeUtc,
+        pub ends_at: ChronoDateTimeUtc,
+        pub revoked_at: Option<ChronoDateTimeUtc>,
+        pub created_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod meeting {
+    //! A party-group meeting (党组会).
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "meetings")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub district_id: String,
+        pub meeting_date: String,
+        pub attendees: String,
+        pub minutes_reference: String,
+        pub state: String,
+        pub opened_by: String,
+        pub opened_at: ChronoDateTimeUtc,
+        pub closed_at: Option<ChronoDateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod meeting_item {
+    //! One case on a meeting's agenda, with the decision recorded for it.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "meeting_items")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub meeting_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub case_id: String,
+        pub district_id: String,
+        pub position: i32,
+        pub decision: Option<String>,
+        pub approved_amount_fen: Option<i64>,
+        pub return_to_step_id: Option<String>,
+        pub opinion: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod ledger_entry {
+    //! One movement of a district's fund for a fiscal year.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ledger_entries")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub district_id: String,
+        pub fiscal_year: i32,
+        pub case_id: Option<String>,
+        pub kind: String,
+        pub amount_fen: i64,
+        pub actor_subject: String,
+        pub created_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
