@@ -10,6 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use relief_domain::approval::{
     CaseFacts, DecideError, Decision, PriorDecision, check_separation, decide,
 };
+use relief_domain::ledger::EntryKind;
 use relief_domain::rules::{ApprovalStep, may_hold_step};
 use relief_domain::{
     CaseId, CaseState, DistrictId, FundRules, Money, Role, StepId, Subject, Violation,
@@ -17,8 +18,7 @@ use relief_domain::{
 use relief_proto::v1 as pb;
 use relief_proto::v1::approval_service_server::ApprovalService;
 use relief_store::{
-    Actor, CaseRecord, DecisionRecord, DelegationRecord, LedgerKind, MeetingItemRecord,
-    MeetingRecord, WriteTx,
+    Actor, CaseRecord, DecisionRecord, DelegationRecord, MeetingItemRecord, MeetingRecord, WriteTx,
 };
 use tonic::{Request, Response, Status};
 
@@ -239,21 +239,13 @@ async fn apply_decision(
             .application
             .fiscal_year
             .ok_or_else(|| ApiError::Internal(format!("case {} has no fiscal year", before.id)))?;
-        let current = tx
-            .district(&district)
-            .await?
-            .ok_or(ApiError::NotFound("district"))?;
-        let allocated = current
-            .rules
-            .budget_for(year)
-            .map(|b| b.allocated)
-            .ok_or_else(|| {
-                precondition(
-                    "NO_BUDGET",
-                    format!("the district has no budget for fiscal year {year}"),
-                )
-            })?;
-        let balance = tx.budget_balance(&district, year, allocated).await?;
+        if tx.year_closed(&district, year).await? {
+            return Err(precondition(
+                "YEAR_CLOSED",
+                format!("fiscal year {year} is closed"),
+            ));
+        }
+        let balance = tx.budget_balance(&district, year).await?;
         balance
             .check_reserve(outcome.amount)
             .map_err(|e| precondition("BUDGET_EXCEEDED", format!("fiscal year {year}: {e}")))?;
@@ -261,7 +253,7 @@ async fn apply_decision(
             &district,
             year,
             Some(before.id),
-            LedgerKind::Reserve,
+            EntryKind::Reserve,
             outcome.amount,
         )
         .await?;

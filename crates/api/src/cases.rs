@@ -4,11 +4,12 @@
 use chrono::Duration;
 use relief_domain::approval::entry_step;
 use relief_domain::case::{CaseState, check_submission};
+use relief_domain::ledger::EntryKind;
 use relief_domain::rules::ApprovalStep;
 use relief_domain::{CaseId, CategoryCode, Role, UnitId};
 use relief_proto::v1 as pb;
 use relief_proto::v1::case_service_server::CaseService;
-use relief_store::{CaseFilter, CaseRecord, LedgerKind, WriteTx};
+use relief_store::{CaseFilter, CaseRecord, WriteTx};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Caller, CaseVisibility};
@@ -83,7 +84,7 @@ pub(crate) async fn release_reservation(tx: &mut WriteTx, case: &CaseRecord) -> 
         &case.district_id,
         year,
         Some(case.id),
-        LedgerKind::Release,
+        EntryKind::Release,
         amount,
     )
     .await?;
@@ -140,6 +141,7 @@ impl CaseApi {
             step_role: None,
             step_entered_at: None,
             step_deadline_at: None,
+            petitioned_again: false,
             version: 1,
             created_by: caller.claims().subject().to_string(),
             created_at: now,

@@ -193,6 +193,11 @@ pub fn rules_from_pb(
         repeat_relief_wait_days,
         follow_up_after_days,
         approval_chain: ApprovalChain { steps },
+        required_payment_documents: r
+            .required_payment_documents
+            .iter()
+            .map(|d| d.trim().to_owned())
+            .collect(),
     };
     if !v.is_empty() {
         return Err(v.into_vec());
@@ -243,6 +248,7 @@ pub fn rules_to_pb(r: &FundRules) -> pb::FundRules {
                 })
                 .collect(),
         }),
+        required_payment_documents: r.required_payment_documents.clone(),
     }
 }
 
@@ -367,6 +373,12 @@ pub fn application_from_pb(app: Option<&pb::Application>) -> Result<Application,
     for (i, at) in a.attachments.iter().enumerate() {
         let af = |name: &str| f(&format!("attachments[{i}].{name}"));
         v.text(&af("name"), &at.name, MAX_LINE_CHARS, true);
+        v.text(
+            &af("document_type"),
+            &at.document_type,
+            MAX_NAME_CHARS,
+            false,
+        );
         if !is_media_type(&at.media_type) {
             v.add(
                 af("media_type"),
@@ -384,6 +396,7 @@ pub fn application_from_pb(app: Option<&pb::Application>) -> Result<Application,
             );
         }
         attachments.push(Attachment {
+            document_type: at.document_type.trim().to_owned(),
             name: at.name.clone(),
             media_type: at.media_type.clone(),
             sha256_hex: at.sha256_hex.clone(),
@@ -496,6 +509,7 @@ pub fn application_to_pb(a: &Application, reveal: bool) -> pb::Application {
             .attachments
             .iter()
             .map(|at| pb::Attachment {
+                document_type: at.document_type.clone(),
                 name: at.name.clone(),
                 media_type: at.media_type.clone(),
                 sha256_hex: at.sha256_hex.clone(),
@@ -534,5 +548,6 @@ pub fn case_to_pb(c: &CaseRecord, reveal: bool) -> pb::Case {
         submit_time: c.submitted_at.map(timestamp),
         approved_amount_fen: c.approved_amount.map_or(0, Money::fen),
         step_deadline_time: c.step_deadline_at.map(timestamp),
+        petitioned_again: c.petitioned_again,
     }
 }

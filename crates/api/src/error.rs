@@ -59,6 +59,10 @@ impl From<relief_store::Error> for ApiError {
                 "request_id was already used for a different request; use a new request_id"
                     .to_owned(),
             ),
+            E::Precondition(message) => ApiError::FailedPrecondition {
+                reason: "LEDGER_RULE",
+                message,
+            },
             E::Corrupt { .. } | E::Db(_) => ApiError::Internal(e.to_string()),
         }
     }

@@ -7,6 +7,7 @@ mod audit;
 pub mod auth;
 mod cases;
 pub mod convert;
+mod disbursements;
 mod districts;
 pub mod error;
 mod paging;
@@ -21,6 +22,7 @@ pub use approvals::ApprovalApi;
 pub use audit::AuditApi;
 pub use auth::{AuthInterceptor, Caller, DISTRICT_HEADER};
 pub use cases::CaseApi;
+pub use disbursements::{DisbursementApi, FollowUpApi, LedgerApi};
 pub use districts::DistrictApi;
 use error::{ApiError, ApiResult};
 

@@ -68,6 +68,9 @@ pub struct Seal {
 /// A supporting document, described by its digest; the content lives elsewhere.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
+    /// What the document is (e.g. 息诉罢访承诺书); rules may require types before payment.
+    #[serde(default)]
+    pub document_type: String,
     pub name: String,
     pub media_type: String,
     pub sha256_hex: String,

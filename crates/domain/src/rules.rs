@@ -28,6 +28,9 @@ pub struct FundRules {
     pub repeat_relief_wait_days: u32,
     pub follow_up_after_days: Vec<u32>,
     pub approval_chain: ApprovalChain,
+    /// Document types a case must carry before payment (e.g. 息诉罢访承诺书).
+    #[serde(default)]
+    pub required_payment_documents: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +221,15 @@ impl FundRules {
                 );
             }
             last = *d;
+        }
+        if self.required_payment_documents.len() > MAX_CATEGORIES {
+            v.add(
+                f("required_payment_documents"),
+                format_args!("at most {MAX_CATEGORIES} document types"),
+            );
+        }
+        for (i, d) in self.required_payment_documents.iter().enumerate() {
+            v.text(&f(&format!("required_payment_documents[{i}]")), d, 64, true);
         }
         self.approval_chain.validate(&f("approval_chain"), &mut v);
         v.into_result(())

@@ -12,13 +12,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use relief_api::{ApiContext, ApprovalApi, AuditApi, AuthInterceptor, CaseApi, DistrictApi};
+use relief_api::{
+    ApiContext, ApprovalApi, AuditApi, AuthInterceptor, CaseApi, DisbursementApi, DistrictApi,
+    FollowUpApi, LedgerApi,
+};
 use relief_auth::Verifier;
 use relief_domain::{Clock, Role, Subject, SystemClock};
 use relief_proto::v1::approval_service_server::ApprovalServiceServer;
 use relief_proto::v1::audit_service_server::AuditServiceServer;
 use relief_proto::v1::case_service_server::CaseServiceServer;
+use relief_proto::v1::disbursement_service_server::DisbursementServiceServer;
 use relief_proto::v1::district_service_server::DistrictServiceServer;
+use relief_proto::v1::follow_up_service_server::FollowUpServiceServer;
+use relief_proto::v1::ledger_service_server::LedgerServiceServer;
 use relief_store::{Actor, DbSettings, Store};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -154,18 +160,24 @@ impl Application {
         let ctx = ApiContext::new(self.store.clone(), self.clock.clone(), s.max_page_size);
         let auth = AuthInterceptor::new(self.verifier.clone());
         let max = s.max_message_bytes;
-        let cases = CaseServiceServer::new(CaseApi::new(ctx.clone()))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-        let districts = DistrictServiceServer::new(DistrictApi::new(ctx.clone()))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-        let approvals = ApprovalServiceServer::new(ApprovalApi::new(ctx.clone()))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-        let audit = AuditServiceServer::new(AuditApi::new(ctx))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
+        // Every service gets the same message limits and the same token check.
+        macro_rules! service {
+            ($server:ident, $api:expr) => {
+                InterceptedService::new(
+                    $server::new($api)
+                        .max_decoding_message_size(max)
+                        .max_encoding_message_size(max),
+                    auth.clone(),
+                )
+            };
+        }
+        let cases = service!(CaseServiceServer, CaseApi::new(ctx.clone()));
+        let districts = service!(DistrictServiceServer, DistrictApi::new(ctx.clone()));
+        let approvals = service!(ApprovalServiceServer, ApprovalApi::new(ctx.clone()));
+        let audit = service!(AuditServiceServer, AuditApi::new(ctx.clone()));
+        let disbursements = service!(DisbursementServiceServer, DisbursementApi::new(ctx.clone()));
+        let ledger = service!(LedgerServiceServer, LedgerApi::new(ctx.clone()));
+        let follow_ups = service!(FollowUpServiceServer, FollowUpApi::new(ctx));
 
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter
@@ -191,10 +203,13 @@ impl Application {
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(InterceptedService::new(cases, auth.clone()))
-            .add_service(InterceptedService::new(districts, auth.clone()))
-            .add_service(InterceptedService::new(approvals, auth.clone()))
-            .add_service(InterceptedService::new(audit, auth));
+            .add_service(cases)
+            .add_service(districts)
+            .add_service(approvals)
+            .add_service(audit)
+            .add_service(disbursements)
+            .add_service(ledger)
+            .add_service(follow_ups);
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let incoming = TcpListenerStream::new(self.listener);

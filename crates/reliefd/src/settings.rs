@@ -137,6 +137,8 @@ pub struct RulesSeed {
     pub case_cap_fen: i64,
     pub repeat_relief_wait_days: u32,
     pub follow_up_after_days: Vec<u32>,
+    #[serde(default)]
+    pub required_payment_documents: Vec<String>,
     pub budgets: Vec<BudgetSeed>,
     pub categories: Vec<CategorySeed>,
     pub steps: Vec<StepSeed>,
@@ -390,6 +392,7 @@ impl DistrictSeed {
             repeat_relief_wait_days: r.repeat_relief_wait_days,
             follow_up_after_days: r.follow_up_after_days.clone(),
             approval_chain: ApprovalChain { steps },
+            required_payment_documents: r.required_payment_documents.clone(),
         };
         rules.validate("rules").map_err(|v| {
             let first = v.into_iter().next();

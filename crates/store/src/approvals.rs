@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use relief_domain::approval::BudgetBalance;
+use relief_domain::ledger::EntryKind;
 use relief_domain::{CaseId, DistrictId, Money, Role, StepId};
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
@@ -74,24 +75,6 @@ pub struct MeetingRecord {
     pub opened_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
     pub items: Vec<MeetingItemRecord>,
-}
-
-/// A movement of the fund, and how it moves the balances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LedgerKind {
-    /// Final approval sets the amount aside.
-    Reserve,
-    /// A withdrawn or cancelled approval gives it back.
-    Release,
-}
-
-impl LedgerKind {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            LedgerKind::Reserve => "reserve",
-            LedgerKind::Release => "release",
-        }
-    }
 }
 
 fn corrupt<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Error {
@@ -202,12 +185,12 @@ async fn meeting<C: ConnectionTrait>(
     }))
 }
 
-/// Reserved and paid so far for a district's fiscal year, summed from the ledger.
-async fn ledger_totals<C: ConnectionTrait>(
+/// The year's balances, folded from the ledger's sums per kind.
+pub(crate) async fn ledger_balance<C: ConnectionTrait>(
     conn: &C,
     district: &DistrictId,
     fiscal_year: i32,
-) -> Result<(Money, Money)> {
+) -> Result<BudgetBalance> {
     let rows: Vec<(String, i64)> = ledger_entry::Entity::find()
         .select_only()
         .column(ledger_entry::Column::Kind)
@@ -222,24 +205,17 @@ async fn ledger_totals<C: ConnectionTrait>(
         .into_tuple()
         .all(conn)
         .await?;
-    let mut reserved: i64 = 0;
-    let paid: i64 = 0;
-    for (kind, total) in rows {
-        match kind.as_str() {
-            "reserve" => reserved = reserved.saturating_add(total),
-            "release" => reserved = reserved.saturating_sub(total),
-            other => {
-                return Err(Error::corrupt(
-                    "ledger entry",
-                    format!("unknown kind {other}"),
-                ));
-            }
-        }
-    }
-    Ok((
-        Money::from_fen(reserved).map_err(corrupt("reserved balance"))?,
-        Money::from_fen(paid).map_err(corrupt("paid balance"))?,
-    ))
+    // Credits before debits, so sums fold without passing through a negative balance.
+    let mut sums: Vec<(EntryKind, Money)> = rows
+        .into_iter()
+        .map(|(k, total)| {
+            let kind = EntryKind::parse(&k)
+                .ok_or_else(|| Error::corrupt("ledger entry", format!("unknown kind {k}")))?;
+            Ok((kind, Money::from_fen(total).map_err(corrupt("ledger sum"))?))
+        })
+        .collect::<Result<_>>()?;
+    sums.sort_by_key(|(k, _)| EntryKind::ALL.iter().position(|x| x == k));
+    BudgetBalance::from_entries(sums).map_err(|e| Error::corrupt("ledger", e))
 }
 
 impl WriteTx {
@@ -528,14 +504,8 @@ impl WriteTx {
         &self,
         district: &DistrictId,
         fiscal_year: i32,
-        allocated: Money,
     ) -> Result<BudgetBalance> {
-        let (reserved, paid) = ledger_totals(self.conn(), district, fiscal_year).await?;
-        Ok(BudgetBalance {
-            allocated,
-            reserved,
-            paid,
-        })
+        ledger_balance(self.conn(), district, fiscal_year).await
     }
 
     pub async fn add_ledger_entry(
@@ -543,7 +513,7 @@ impl WriteTx {
         district: &DistrictId,
         fiscal_year: i32,
         case: Option<CaseId>,
-        kind: LedgerKind,
+        kind: EntryKind,
         amount: Money,
     ) -> Result<()> {
         let row = ledger_entry::ActiveModel {
@@ -673,13 +643,7 @@ impl Store {
         &self,
         district: &DistrictId,
         fiscal_year: i32,
-        allocated: Money,
     ) -> Result<BudgetBalance> {
-        let (reserved, paid) = ledger_totals(&self.db, district, fiscal_year).await?;
-        Ok(BudgetBalance {
-            allocated,
-            reserved,
-            paid,
-        })
+        ledger_balance(&self.db, district, fiscal_year).await
     }
 }

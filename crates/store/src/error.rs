@@ -15,6 +15,9 @@ pub enum Error {
         expected: i64,
         actual: i64,
     },
+    /// The change would break a rule of the books; the message says which.
+    #[error("{0}")]
+    Precondition(String),
     #[error("request_id was already used for a different request")]
     RequestIdReused,
     #[error("stored {what} is unreadable: {detail}")]

@@ -7,15 +7,15 @@
 //! request id, and commits all of it at once or none of it.
 
 mod approvals;
+mod disbursements;
 pub mod entity;
 mod error;
 mod reads;
 mod records;
 mod write;
 
-pub use approvals::{
-    DecisionRecord, DelegationRecord, LedgerKind, MeetingItemRecord, MeetingRecord,
-};
+pub use approvals::{DecisionRecord, DelegationRecord, MeetingItemRecord, MeetingRecord};
+pub use disbursements::{FollowUpRecord, LedgerEntryRecord, PaymentRecord};
 pub use error::{Error, Result};
 pub use reads::{CaseFilter, ChainReport};
 pub use records::{Actor, CaseRecord, DistrictRecord, EventRecord, RulesVersionRecord};

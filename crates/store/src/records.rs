@@ -57,6 +57,8 @@ pub struct CaseRecord {
     pub step_role: Option<Role>,
     pub step_entered_at: Option<DateTime<Utc>>,
     pub step_deadline_at: Option<DateTime<Utc>>,
+    /// A follow-up found that the recipient petitioned again (再次上访).
+    pub petitioned_again: bool,
     /// Increases with every change; optimistic concurrency compares it.
     pub version: i64,
     pub created_by: String,
@@ -129,6 +131,7 @@ impl CaseRecord {
                 .map_err(|e| Error::corrupt("step role", e))?,
             step_entered_at: row.step_entered_at,
             step_deadline_at: row.step_deadline_at,
+            petitioned_again: row.petitioned_again,
             version: row.version,
             created_by: row.created_by,
             created_at: row.created_at,
@@ -158,6 +161,7 @@ impl CaseRecord {
             current_step_role: self.step_role.map(|r| r.as_str().to_owned()),
             step_entered_at: self.step_entered_at,
             step_deadline_at: self.step_deadline_at,
+            petitioned_again: self.petitioned_again,
             over_cap: self.over_cap,
             repeat_relief: self.repeat_relief,
             rules_version: self.rules_version,

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use relief_domain::audit::{EventFields, GENESIS_HASH, chain_hash};
-use relief_domain::{CaseId, DistrictId, FundRules};
+use relief_domain::ledger::EntryKind;
+use relief_domain::{CaseId, DistrictId, FundRules, Money};
 use sea_orm::sea_query::{Expr, LockType};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
@@ -313,6 +314,12 @@ impl WriteTx {
             .await
             .map_err(|e| Error::on_insert(e, format!("district {id}")))?;
         self.insert_rules_version(id, 1, rules).await?;
+        for b in &rules.budgets {
+            if !b.allocated.is_zero() {
+                self.add_ledger_entry(id, b.fiscal_year, None, EntryKind::Allocate, b.allocated)
+                    .await?;
+            }
+        }
         let record = DistrictRecord {
             id: id.clone(),
             name: name.to_owned(),
@@ -376,6 +383,7 @@ impl WriteTx {
         }
         let version = before.rules_version + 1;
         self.insert_rules_version(id, version, rules).await?;
+        self.reallocate(id, &before.rules, rules).await?;
         district::Entity::update_many()
             .col_expr(district::Column::CurrentRulesVersion, Expr::value(version))
             .col_expr(district::Column::UpdatedAt, Expr::value(self.now))
@@ -401,6 +409,52 @@ impl WriteTx {
 
     pub async fn district(&self, id: &DistrictId) -> Result<Option<DistrictRecord>> {
         reads::district(&self.txn, id).await
+    }
+
+    /// Writes the ledger entries that move each year's allocation from `old` to `new`. A
+    /// closed year keeps its budget, and no year may drop below what it has reserved and
+    /// paid.
+    async fn reallocate(
+        &mut self,
+        id: &DistrictId,
+        old: &FundRules,
+        new: &FundRules,
+    ) -> Result<()> {
+        let mut years: Vec<i32> = old
+            .budgets
+            .iter()
+            .chain(&new.budgets)
+            .map(|b| b.fiscal_year)
+            .collect();
+        years.sort_unstable();
+        years.dedup();
+        for year in years {
+            let was = old.budget_for(year).map_or(Money::ZERO, |b| b.allocated);
+            let will = new.budget_for(year).map_or(Money::ZERO, |b| b.allocated);
+            if was == will {
+                continue;
+            }
+            if self.year_closed(id, year).await? {
+                return Err(Error::Precondition(format!(
+                    "fiscal year {year} is closed; its budget cannot change"
+                )));
+            }
+            let balance = self.budget_balance(id, year).await?;
+            let (kind, delta) = match will.checked_sub(was) {
+                Some(up) => (EntryKind::Allocate, up),
+                None => (
+                    EntryKind::Deallocate,
+                    was.checked_sub(will).unwrap_or(Money::ZERO),
+                ),
+            };
+            let after = balance
+                .apply(kind, delta)
+                .and_then(|b| b.check())
+                .map_err(|e| Error::Precondition(format!("fiscal year {year}: the budget cannot drop below what is reserved and paid ({e})")));
+            after?;
+            self.add_ledger_entry(id, year, None, kind, delta).await?;
+        }
+        Ok(())
     }
 
     pub async fn rules_version(&self, id: &DistrictId, version: i64) -> Result<Option<FundRules>> {

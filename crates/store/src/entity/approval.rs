@@ -134,3 +134,85 @@ pub mod ledger_entry {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod payment {
+    //! One payment attempt for a case.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "payments")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub district_id: String,
+        pub case_id: String,
+        pub fiscal_year: i32,
+        pub amount_fen: i64,
+        pub receiving_unit_name: String,
+        pub bank_name: String,
+        pub bank_account: String,
+        pub voucher_number: String,
+        pub state: String,
+        pub bank_reference: Option<String>,
+        pub paid_date: Option<String>,
+        pub failure_reason: Option<String>,
+        pub created_by: String,
+        pub created_at: ChronoDateTimeUtc,
+        pub updated_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod follow_up {
+    //! One scheduled follow-up after payment.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "follow_ups")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub district_id: String,
+        pub case_id: String,
+        pub sequence: i32,
+        pub due_date: String,
+        pub done: bool,
+        pub done_date: Option<String>,
+        pub method: Option<String>,
+        pub petitioned_again: bool,
+        pub notes: Option<String>,
+        pub recorded_by: Option<String>,
+        pub recorded_at: Option<ChronoDateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod fiscal_year_closure {
+    //! A fiscal year closed for new reservations and payments.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "fiscal_year_closures")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub district_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub fiscal_year: i32,
+        pub unused_fen: i64,
+        pub closed_by: String,
+        pub closed_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

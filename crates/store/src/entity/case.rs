@@ -20,6 +20,7 @@ pub struct Model {
     pub current_step_role: Option<String>,
     pub step_entered_at: Option<ChronoDateTimeUtc>,
     pub step_deadline_at: Option<ChronoDateTimeUtc>,
+    pub petitioned_again: bool,
     pub over_cap: bool,
     pub repeat_relief: bool,
     pub rules_version: i64,
