@@ -91,6 +91,22 @@ pub(crate) async fn release_reservation(tx: &mut WriteTx, case: &CaseRecord) -> 
     Ok(())
 }
 
+/// The request id's key and the application, or every problem with either at once.
+fn both<K, A>(
+    key: ApiResult<K>,
+    application: Result<A, Vec<relief_domain::Violation>>,
+) -> ApiResult<(K, A)> {
+    match (key, application) {
+        (Ok(k), Ok(a)) => Ok((k, a)),
+        (Err(ApiError::InvalidArgument(mut v)), Err(more)) => {
+            v.extend(more);
+            Err(ApiError::InvalidArgument(v))
+        }
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(v)) => Err(ApiError::InvalidArgument(v)),
+    }
+}
+
 /// `expected_version` 0 means "do not check".
 pub(crate) fn check_version(expected: i64, case: &CaseRecord) -> ApiResult<()> {
     if expected != 0 && expected != case.version {
@@ -110,11 +126,11 @@ impl CaseApi {
     ) -> ApiResult<pb::CreateCaseResponse> {
         let district = caller.require_district_role(Role::ApplicantUnit)?.clone();
         let unit = caller.unit()?.clone();
-        let key = self
-            .ctx
-            .idempotency_key(&caller, "CreateCase", &req.request_id, &req)?;
-        let application =
-            application_from_pb(req.application.as_ref()).map_err(ApiError::InvalidArgument)?;
+        let (key, application) = both(
+            self.ctx
+                .idempotency_key(&caller, "CreateCase", &req.request_id, &req),
+            application_from_pb(req.application.as_ref()),
+        )?;
         let mut tx = match self
             .ctx
             .begin(Some(&district), &caller, Role::ApplicantUnit, &key)
@@ -250,12 +266,12 @@ impl CaseApi {
     ) -> ApiResult<pb::UpdateCaseResponse> {
         let district = caller.require_district_role(Role::ApplicantUnit)?.clone();
         let unit = caller.unit()?.clone();
-        let key = self
-            .ctx
-            .idempotency_key(&caller, "UpdateCase", &req.request_id, &req)?;
+        let (key, application) = both(
+            self.ctx
+                .idempotency_key(&caller, "UpdateCase", &req.request_id, &req),
+            application_from_pb(req.application.as_ref()),
+        )?;
         let id = parse_case_id(&req.case_id)?;
-        let application =
-            application_from_pb(req.application.as_ref()).map_err(ApiError::InvalidArgument)?;
         let mut tx = match self
             .ctx
             .begin(Some(&district), &caller, Role::ApplicantUnit, &key)
@@ -363,6 +379,9 @@ impl CaseApi {
             .ctx
             .idempotency_key(&caller, "WithdrawCase", &req.request_id, &req)?;
         let id = parse_case_id(&req.case_id)?;
+        if req.reason.trim().is_empty() {
+            return Err(ApiError::invalid("reason", "a withdrawal must say why"));
+        }
         if req.reason.chars().count() > MAX_REASON_CHARS {
             return Err(ApiError::invalid(
                 "reason",
@@ -385,13 +404,8 @@ impl CaseApi {
             release_reservation(&mut tx, &before).await?;
         }
         let reason = req.reason.trim();
-        tx.update_case(
-            "case.withdrawn",
-            (!reason.is_empty()).then_some(reason),
-            &before,
-            &mut after,
-        )
-        .await?;
+        tx.update_case("case.withdrawn", Some(reason), &before, &mut after)
+            .await?;
         let resp = pb::WithdrawCaseResponse {
             case: Some(case_to_pb(&after, caller.sees_personal_data())),
         };
