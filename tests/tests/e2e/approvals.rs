@@ -1162,10 +1162,9 @@ async fn concurrent_decisions_on_one_step(backend: Backend) {
         1,
         "exactly one decision applies"
     );
-    let loser = if ra.is_ok() {
-        rc.unwrap_err()
-    } else {
-        ra.unwrap_err()
+    let loser = match (ra, rc) {
+        (Ok(_), Err(s)) | (Err(s), Ok(_)) => s,
+        (a, b) => panic!("exactly one decision applies: {a:?} {b:?}"),
     };
     assert_eq!(loser.code(), Code::FailedPrecondition, "{loser:?}");
     // A decision against a stale version is refused too.
