@@ -283,6 +283,20 @@ impl DisbursementApi {
         let amount = case.approved_amount.ok_or_else(|| {
             ApiError::Internal(format!("approved case {id} has no approved amount"))
         })?;
+        if req.amount_fen != 0 && req.amount_fen != amount.fen() {
+            let how = if req.amount_fen > amount.fen() {
+                "more than"
+            } else {
+                "less than"
+            };
+            return Err(ApiError::invalid(
+                "amount_fen",
+                format_args!(
+                    "{} fen is {how} the approved {amount}; relief is paid in full, once",
+                    req.amount_fen
+                ),
+            ));
+        }
         let now = tx.now();
         let ru = &case.application.receiving_unit;
         let record = PaymentRecord {

@@ -27,13 +27,13 @@ const LEADER: &str = "district_leader_approval";
 
 /// One person of the bureau, with their own token.
 #[derive(Clone)]
-struct Person {
-    token: String,
-    subject: String,
-    approvals: ApprovalServiceClient<Channel>,
+pub(crate) struct Person {
+    pub(crate) token: String,
+    pub(crate) subject: String,
+    pub(crate) approvals: ApprovalServiceClient<Channel>,
 }
 
-async fn channel(app: &TestApp) -> Channel {
+pub(crate) async fn channel(app: &TestApp) -> Channel {
     Channel::from_shared(format!("http://{}", app.addr))
         .unwrap()
         .connect()
@@ -41,7 +41,7 @@ async fn channel(app: &TestApp) -> Channel {
         .unwrap()
 }
 
-async fn person(app: &TestApp, district: &str, roles: &[Role], subject: &str) -> Person {
+pub(crate) async fn person(app: &TestApp, district: &str, roles: &[Role], subject: &str) -> Person {
     Person {
         token: app.token(district, roles, None, subject),
         subject: subject.to_owned(),
@@ -50,7 +50,7 @@ async fn person(app: &TestApp, district: &str, roles: &[Role], subject: &str) ->
 }
 
 impl Person {
-    async fn decide_raw(
+    pub(crate) async fn decide_raw(
         &self,
         req: pb::DecideCaseRequest,
     ) -> Result<pb::DecideCaseResponse, Status> {
@@ -61,7 +61,7 @@ impl Person {
             .map(|r| r.into_inner())
     }
 
-    async fn decide(
+    pub(crate) async fn decide(
         &self,
         case_id: &str,
         step: &str,
@@ -83,7 +83,7 @@ impl Person {
         .await
     }
 
-    async fn approve(&self, case_id: &str, step: &str) -> pb::Case {
+    pub(crate) async fn approve(&self, case_id: &str, step: &str) -> pb::Case {
         self.decide(case_id, step, pb::Decision::Approve, 0, "", "同意")
             .await
             .unwrap_or_else(|s| panic!("{} approving {step}: {s:?}", self.subject))
@@ -180,15 +180,15 @@ impl Person {
 }
 
 /// The five people of the seed's chain in one district.
-struct Bureau {
-    officer: Person,
-    deputy: Person,
-    head: Person,
-    office: Person,
-    leader: Person,
+pub(crate) struct Bureau {
+    pub(crate) officer: Person,
+    pub(crate) deputy: Person,
+    pub(crate) head: Person,
+    pub(crate) office: Person,
+    pub(crate) leader: Person,
 }
 
-async fn bureau(app: &TestApp, district: &str) -> Bureau {
+pub(crate) async fn bureau(app: &TestApp, district: &str) -> Bureau {
     Bureau {
         officer: person(
             app,
@@ -230,14 +230,14 @@ async fn bureau(app: &TestApp, district: &str) -> Bureau {
 
 impl Bureau {
     /// Takes a submitted case through the three reviews to the party-group step.
-    async fn to_meeting(&self, case_id: &str) {
+    pub(crate) async fn to_meeting(&self, case_id: &str) {
         self.officer.approve(case_id, OFFICER).await;
         self.deputy.approve(case_id, DEPUTY).await;
         self.head.approve(case_id, HEAD).await;
     }
 
     /// Takes cases waiting at the party-group step through one meeting that approves them.
-    async fn meeting_approves(&self, cases: &[&str]) {
+    pub(crate) async fn meeting_approves(&self, cases: &[&str]) {
         let m = self.office.open_meeting().await;
         self.office.add_cases(&m.meeting_id, cases).await.unwrap();
         for c in cases {
@@ -250,7 +250,7 @@ impl Bureau {
     }
 }
 
-async fn budget(app: &TestApp, district: &str, year: i32) -> pb::BudgetBalance {
+pub(crate) async fn budget(app: &TestApp, district: &str, year: i32) -> pb::BudgetBalance {
     let token = app.token(district, &[Role::Auditor], None, "auditor");
     let req = pb::GetBudgetRequest {
         fiscal_year: year,
@@ -279,7 +279,7 @@ async fn history(app: &TestApp, district: &str, case_id: &str) -> Vec<pb::AuditE
         .events
 }
 
-fn rules_update(district: &str, rules: pb::FundRules) -> pb::UpdateFundRulesRequest {
+pub(crate) fn rules_update(district: &str, rules: pb::FundRules) -> pb::UpdateFundRulesRequest {
     pb::UpdateFundRulesRequest {
         request_id: request_id(),
         district_id: district.to_owned(),
@@ -288,7 +288,7 @@ fn rules_update(district: &str, rules: pb::FundRules) -> pb::UpdateFundRulesRequ
     }
 }
 
-fn state(case: &pb::Case) -> pb::CaseState {
+pub(crate) fn state(case: &pb::Case) -> pb::CaseState {
     pb::CaseState::try_from(case.state).unwrap()
 }
 
@@ -1078,12 +1078,17 @@ async fn audit_chain_catches_an_edited_event(backend: Backend) {
     );
 }
 
-/// A district whose chain is one final approval and whose 2022 budget covers ten cases of
-/// 20,000 yuan.
-async fn small_budget_district(app: &TestApp) -> &'static str {
-    const TIANXIN: &str = "430103";
+/// A district whose chain is one final approval (by the district leader, step `approve`),
+/// with a 2022 budget of `allocated_fen` and the given documents required before payment.
+pub(crate) async fn one_step_district(
+    app: &TestApp,
+    id: &str,
+    allocated_fen: i64,
+    required_documents: &[&str],
+) {
     let mut rules = wangcheng_rules();
-    rules.budgets[0].allocated_fen = 10 * 2_000_000;
+    rules.budgets[0].allocated_fen = allocated_fen;
+    rules.required_payment_documents = required_documents.iter().map(|d| (*d).to_owned()).collect();
     rules.approval_chain = Some(pb::ApprovalChain {
         steps: vec![pb::ApprovalStep {
             step_id: "approve".to_owned(),
@@ -1096,13 +1101,19 @@ async fn small_budget_district(app: &TestApp) -> &'static str {
     app.city_admin()
         .create_district(pb::CreateDistrictRequest {
             request_id: request_id(),
-            district_id: TIANXIN.to_owned(),
-            name: "天心区".to_owned(),
+            district_id: id.to_owned(),
+            name: format!("区{id}"),
             rules: Some(rules),
             ..Default::default()
         })
         .await
         .unwrap();
+}
+
+/// A one-step district whose 2022 budget covers ten cases of 20,000 yuan.
+pub(crate) async fn small_budget_district(app: &TestApp) -> &'static str {
+    const TIANXIN: &str = "430103";
+    one_step_district(app, TIANXIN, 10 * 2_000_000, &[]).await;
     TIANXIN
 }
 

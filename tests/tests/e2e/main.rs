@@ -12,5 +12,6 @@ mod concurrency;
 mod districts;
 mod events;
 mod intake;
+mod payments;
 mod tenancy;
 mod validation;
