@@ -111,5 +111,6 @@ pub fn seed_rules(fiscal_year: i32) -> FundRules {
         follow_up_after_days: vec![90, 180, 365],
         approval_chain: default_chain(),
         required_payment_documents: Vec::new(),
+        grading: crate::rules::Grading::default(),
     }
 }

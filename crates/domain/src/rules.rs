@@ -31,6 +31,45 @@ pub struct FundRules {
     /// Document types a case must carry before payment (e.g. 息诉罢访承诺书).
     #[serde(default)]
     pub required_payment_documents: Vec<String>,
+    /// How the yearly self-evaluation scores the fund.
+    #[serde(default)]
+    pub grading: Grading,
+}
+
+/// The scoring rubric of the performance self-evaluation (绩效评价): points per indicator
+/// group and the grade thresholds. The default is the usual fiscal scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grading {
+    pub decision_points: u32,
+    pub process_points: u32,
+    pub output_points: u32,
+    pub effect_points: u32,
+    /// 优 at or above this total.
+    pub excellent_min: u32,
+    /// 良 at or above this total.
+    pub good_min: u32,
+    /// 中 at or above this total; below it 差.
+    pub fair_min: u32,
+}
+
+impl Default for Grading {
+    fn default() -> Self {
+        Self {
+            decision_points: 20,
+            process_points: 20,
+            output_points: 30,
+            effect_points: 30,
+            excellent_min: 90,
+            good_min: 80,
+            fair_min: 60,
+        }
+    }
+}
+
+impl Grading {
+    pub fn total_points(&self) -> u32 {
+        self.decision_points + self.process_points + self.output_points + self.effect_points
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,6 +271,16 @@ impl FundRules {
             v.text(&f(&format!("required_payment_documents[{i}]")), d, 64, true);
         }
         self.approval_chain.validate(&f("approval_chain"), &mut v);
+        let g = &self.grading;
+        if g.total_points() != 100 {
+            v.add(f("grading"), "the four groups' points must add up to 100");
+        }
+        if !(g.fair_min <= g.good_min && g.good_min <= g.excellent_min && g.excellent_min <= 100) {
+            v.add(
+                f("grading"),
+                "thresholds must rise from fair to good to excellent, at most 100",
+            );
+        }
         v.into_result(())
     }
 }
