@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m0001_foundation;
 mod m0002_approvals;
 mod m0003_disbursements;
+mod m0004_reports;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_foundation::Migration),
             Box::new(m0002_approvals::Migration),
             Box::new(m0003_disbursements::Migration),
+            Box::new(m0004_reports::Migration),
         ]
     }
 }

@@ -300,6 +300,10 @@ async fn apply_decision(
             Decision::Approve { .. } | Decision::Reject => None,
         },
         decided_at: now,
+        fiscal_year: before.application.fiscal_year,
+        waited_secs: before
+            .step_entered_at
+            .map_or(0, |t| (now - t).num_seconds().max(0)),
     };
     tx.insert_decision(&district, &record).await?;
     tracing::info!(district = %district, case = %before.id, step = %step_id, decision = decision.as_str(), "case decided");

@@ -8,7 +8,7 @@ use relief_domain::case::{
     MAX_TEXT_CHARS, PetitionRef, ReceivingUnit, Recipient, Seal,
 };
 use relief_domain::rules::{
-    ApprovalChain, ApprovalStep, Category, FiscalYearBudget, StepCondition,
+    ApprovalChain, ApprovalStep, Category, FiscalYearBudget, Grading, StepCondition,
 };
 use relief_domain::{
     Application, CaseState, CategoryCode, FundRules, Money, ResidentId, Role, StateKind, StepId,
@@ -186,7 +186,24 @@ pub fn rules_from_pb(
             });
         }
     }
+    let grading = match &r.grading {
+        None => Grading::default(),
+        Some(g) => Grading {
+            decision_points: non_negative_u32(
+                &mut v,
+                f("grading.decision_points"),
+                g.decision_points,
+            ),
+            process_points: non_negative_u32(&mut v, f("grading.process_points"), g.process_points),
+            output_points: non_negative_u32(&mut v, f("grading.output_points"), g.output_points),
+            effect_points: non_negative_u32(&mut v, f("grading.effect_points"), g.effect_points),
+            excellent_min: non_negative_u32(&mut v, f("grading.excellent_min"), g.excellent_min),
+            good_min: non_negative_u32(&mut v, f("grading.good_min"), g.good_min),
+            fair_min: non_negative_u32(&mut v, f("grading.fair_min"), g.fair_min),
+        },
+    };
     let rules = FundRules {
+        grading,
         case_cap,
         budgets,
         categories,
@@ -208,7 +225,17 @@ pub fn rules_from_pb(
 
 pub fn rules_to_pb(r: &FundRules) -> pb::FundRules {
     let clamp = |d: u32| i32::try_from(d).unwrap_or(i32::MAX);
+    let g = &r.grading;
     pb::FundRules {
+        grading: Some(pb::Grading {
+            decision_points: clamp(g.decision_points),
+            process_points: clamp(g.process_points),
+            output_points: clamp(g.output_points),
+            effect_points: clamp(g.effect_points),
+            excellent_min: clamp(g.excellent_min),
+            good_min: clamp(g.good_min),
+            fair_min: clamp(g.fair_min),
+        }),
         case_cap_fen: r.case_cap.fen(),
         budgets: r
             .budgets

@@ -11,6 +11,7 @@ mod disbursements;
 mod districts;
 pub mod error;
 mod paging;
+mod reports;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub use cases::CaseApi;
 pub use disbursements::{DisbursementApi, FollowUpApi, LedgerApi};
 pub use districts::DistrictApi;
 use error::{ApiError, ApiResult};
+pub use reports::ReportApi;
 
 /// The longest request id a client may send.
 pub const MAX_REQUEST_ID_CHARS: usize = 64;

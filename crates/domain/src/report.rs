@@ -347,18 +347,6 @@ fn yuan(m: Money) -> String {
     format!("{}元", m.to_yuan_string())
 }
 
-fn state_name(k: StateKind) -> &'static str {
-    match k {
-        StateKind::Draft => "草稿",
-        StateKind::InReview => "审核中",
-        StateKind::Returned => "退回补正",
-        StateKind::Withdrawn => "撤回",
-        StateKind::Rejected => "不予救助",
-        StateKind::Approved => "审批通过待拨付",
-        StateKind::Paid => "已拨付",
-    }
-}
-
 /// The report in Markdown, in the seed's outline.
 pub fn render_markdown(ind: &Indicators, s: &Score, n: &Narrative) -> String {
     let mut o = String::new();

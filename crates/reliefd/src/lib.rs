@@ -3,6 +3,7 @@
 //! [`Application::run_until_stopped`] serves until the shutdown future resolves. `main` and
 //! the end-to-end tests both go through here.
 
+pub mod demo;
 pub mod settings;
 pub mod telemetry;
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use relief_api::{
     ApiContext, ApprovalApi, AuditApi, AuthInterceptor, CaseApi, DisbursementApi, DistrictApi,
-    FollowUpApi, LedgerApi,
+    FollowUpApi, LedgerApi, ReportApi,
 };
 use relief_auth::Verifier;
 use relief_domain::{Clock, Role, Subject, SystemClock};
@@ -25,6 +26,7 @@ use relief_proto::v1::disbursement_service_server::DisbursementServiceServer;
 use relief_proto::v1::district_service_server::DistrictServiceServer;
 use relief_proto::v1::follow_up_service_server::FollowUpServiceServer;
 use relief_proto::v1::ledger_service_server::LedgerServiceServer;
+use relief_proto::v1::report_service_server::ReportServiceServer;
 use relief_store::{Actor, DbSettings, Store};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -177,7 +179,8 @@ impl Application {
         let audit = service!(AuditServiceServer, AuditApi::new(ctx.clone()));
         let disbursements = service!(DisbursementServiceServer, DisbursementApi::new(ctx.clone()));
         let ledger = service!(LedgerServiceServer, LedgerApi::new(ctx.clone()));
-        let follow_ups = service!(FollowUpServiceServer, FollowUpApi::new(ctx));
+        let follow_ups = service!(FollowUpServiceServer, FollowUpApi::new(ctx.clone()));
+        let reports = service!(ReportServiceServer, ReportApi::new(ctx));
 
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter
@@ -185,6 +188,24 @@ impl Application {
             .await;
         health_reporter
             .set_serving::<DistrictServiceServer<DistrictApi>>()
+            .await;
+        health_reporter
+            .set_serving::<ApprovalServiceServer<ApprovalApi>>()
+            .await;
+        health_reporter
+            .set_serving::<AuditServiceServer<AuditApi>>()
+            .await;
+        health_reporter
+            .set_serving::<DisbursementServiceServer<DisbursementApi>>()
+            .await;
+        health_reporter
+            .set_serving::<LedgerServiceServer<LedgerApi>>()
+            .await;
+        health_reporter
+            .set_serving::<FollowUpServiceServer<FollowUpApi>>()
+            .await;
+        health_reporter
+            .set_serving::<ReportServiceServer<ReportApi>>()
             .await;
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -209,7 +230,8 @@ impl Application {
             .add_service(audit)
             .add_service(disbursements)
             .add_service(ledger)
-            .add_service(follow_ups);
+            .add_service(follow_ups)
+            .add_service(reports);
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let incoming = TcpListenerStream::new(self.listener);

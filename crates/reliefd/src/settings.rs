@@ -393,6 +393,7 @@ impl DistrictSeed {
             follow_up_after_days: r.follow_up_after_days.clone(),
             approval_chain: ApprovalChain { steps },
             required_payment_documents: r.required_payment_documents.clone(),
+            grading: relief_domain::rules::Grading::default(),
         };
         rules.validate("rules").map_err(|v| {
             let first = v.into_iter().next();

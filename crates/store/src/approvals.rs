@@ -38,6 +38,10 @@ pub struct DecisionRecord {
     pub meeting_id: Option<String>,
     pub return_to_step_id: Option<String>,
     pub decided_at: DateTime<Utc>,
+    /// The fiscal year of the case, for the yearly report.
+    pub fiscal_year: Option<i32>,
+    /// How long the case waited at the step before this decision.
+    pub waited_secs: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -101,6 +105,8 @@ impl DecisionRecord {
             meeting_id: r.meeting_id,
             return_to_step_id: r.return_to_step_id,
             decided_at: r.decided_at,
+            fiscal_year: r.fiscal_year,
+            waited_secs: r.waited_secs,
         })
     }
 }
@@ -251,6 +257,8 @@ impl WriteTx {
             meeting_id: d.meeting_id.clone(),
             return_to_step_id: d.return_to_step_id.clone(),
             decided_at: d.decided_at,
+            fiscal_year: d.fiscal_year,
+            waited_secs: d.waited_secs,
         };
         decision::Entity::insert(row.into_active_model())
             .exec(self.conn())

@@ -12,6 +12,7 @@ pub mod entity;
 mod error;
 mod reads;
 mod records;
+mod reports;
 mod write;
 
 pub use approvals::{DecisionRecord, DelegationRecord, MeetingItemRecord, MeetingRecord};

@@ -27,6 +27,8 @@ pub mod decision {
         pub meeting_id: Option<String>,
         pub return_to_step_id: Option<String>,
         pub decided_at: ChronoDateTimeUtc,
+        pub fiscal_year: Option<i32>,
+        pub waited_secs: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -209,6 +211,30 @@ pub mod fiscal_year_closure {
         pub unused_fen: i64,
         pub closed_by: String,
         pub closed_at: ChronoDateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod report_narrative {
+    //! The bureau's words for one section of a year's report.
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "report_narratives")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub district_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub fiscal_year: i32,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub section: String,
+        pub text: String,
+        pub updated_by: String,
+        pub updated_at: ChronoDateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
