@@ -9,9 +9,11 @@
 mod approvals;
 mod auth;
 mod concurrency;
+mod demo;
 mod districts;
 mod events;
 mod intake;
 mod payments;
+mod reports;
 mod tenancy;
 mod validation;
