@@ -995,6 +995,16 @@ pub fn wangcheng_rules() -> pb::FundRules {
         ],
         repeat_relief_wait_days: 365,
         follow_up_after_days: vec![90, 180, 365],
+        // The server answers with the rubric in force; unset means this default.
+        grading: Some(pb::Grading {
+            decision_points: 20,
+            process_points: 20,
+            output_points: 30,
+            effect_points: 30,
+            excellent_min: 90,
+            good_min: 80,
+            fair_min: 60,
+        }),
         approval_chain: Some(pb::ApprovalChain {
             steps: vec![
                 step(

@@ -310,6 +310,7 @@ impl DisbursementApi {
             bank_account: ru.bank_account.clone(),
             voucher_number: voucher,
             state: PaymentState::Pending,
+            secs_to_payment: None,
             created_by: caller.claims().subject().to_string(),
             created_at: now,
             updated_at: now,
@@ -386,6 +387,10 @@ impl DisbursementApi {
                 bank_reference,
                 paid_on,
             },
+            secs_to_payment: case
+                .submitted_at
+                .zip(paid_on.and_hms_opt(12, 0, 0))
+                .map(|(sub, noon)| (noon.and_utc() - sub).num_seconds().max(0)),
             ..before.clone()
         };
         tx.update_payment("payment.confirmed", None, &before, &mut after)
@@ -423,6 +428,7 @@ impl DisbursementApi {
                 notes: None,
                 recorded_by: None,
                 recorded_at: None,
+                fiscal_year: case.application.fiscal_year,
             })
             .await?;
         }

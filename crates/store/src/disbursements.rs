@@ -30,6 +30,8 @@ pub struct PaymentRecord {
     pub bank_account: String,
     pub voucher_number: String,
     pub state: PaymentState,
+    /// Once paid: from the case's submission to the payment date (noon), for the report.
+    pub secs_to_payment: Option<i64>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -49,6 +51,8 @@ pub struct FollowUpRecord {
     pub notes: Option<String>,
     pub recorded_by: Option<String>,
     pub recorded_at: Option<DateTime<Utc>>,
+    /// The fiscal year of the case, for the report.
+    pub fiscal_year: Option<i32>,
 }
 
 /// One ledger entry as read back.
@@ -96,6 +100,7 @@ impl PaymentRecord {
             bank_account: r.bank_account,
             voucher_number: r.voucher_number,
             state,
+            secs_to_payment: r.secs_to_payment,
             created_by: r.created_by,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -129,6 +134,7 @@ impl PaymentRecord {
             bank_reference,
             paid_date,
             failure_reason,
+            secs_to_payment: self.secs_to_payment,
             created_by: self.created_by.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -151,6 +157,7 @@ impl FollowUpRecord {
             notes: r.notes,
             recorded_by: r.recorded_by,
             recorded_at: r.recorded_at,
+            fiscal_year: r.fiscal_year,
         })
     }
 
@@ -168,6 +175,7 @@ impl FollowUpRecord {
             notes: self.notes.clone(),
             recorded_by: self.recorded_by.clone(),
             recorded_at: self.recorded_at,
+            fiscal_year: self.fiscal_year,
         }
     }
 }
@@ -315,6 +323,10 @@ impl WriteTx {
             .col_expr(
                 payment::Column::FailureReason,
                 Expr::value(row.failure_reason),
+            )
+            .col_expr(
+                payment::Column::SecsToPayment,
+                Expr::value(row.secs_to_payment),
             )
             .col_expr(payment::Column::UpdatedAt, Expr::value(row.updated_at))
             .filter(payment::Column::Id.eq(before.id.as_str()))

@@ -158,6 +158,7 @@ pub mod payment {
         pub bank_reference: Option<String>,
         pub paid_date: Option<String>,
         pub failure_reason: Option<String>,
+        pub secs_to_payment: Option<i64>,
         pub created_by: String,
         pub created_at: ChronoDateTimeUtc,
         pub updated_at: ChronoDateTimeUtc,
@@ -189,6 +190,7 @@ pub mod follow_up {
         pub notes: Option<String>,
         pub recorded_by: Option<String>,
         pub recorded_at: Option<ChronoDateTimeUtc>,
+        pub fiscal_year: Option<i32>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
