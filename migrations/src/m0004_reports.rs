@@ -210,6 +210,18 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // Rows written before this migration take their case's fiscal year.
+        let db = manager.get_connection();
+        db.execute_unprepared(
+            "UPDATE decisions SET fiscal_year = (SELECT cases.fiscal_year FROM cases WHERE cases.id = decisions.case_id) \
+             WHERE fiscal_year IS NULL",
+        )
+        .await?;
+        db.execute_unprepared(
+            "UPDATE follow_ups SET fiscal_year = (SELECT cases.fiscal_year FROM cases WHERE cases.id = follow_ups.case_id) \
+             WHERE fiscal_year IS NULL",
+        )
+        .await?;
         manager
             .create_table(
                 Table::create()
