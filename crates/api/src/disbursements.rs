@@ -93,6 +93,16 @@ fn payment_to_pb(p: &PaymentRecord, reveal: bool) -> pb::Payment {
             paid_on.format(DATE).to_string(),
             String::new(),
         ),
+        PaymentState::Reversed {
+            bank_reference,
+            paid_on,
+            reason,
+        } => (
+            pb::PaymentState::Reversed,
+            bank_reference.clone(),
+            paid_on.format(DATE).to_string(),
+            reason.clone(),
+        ),
         PaymentState::Failed { reason } => (
             pb::PaymentState::Failed,
             String::new(),
@@ -442,6 +452,87 @@ impl DisbursementApi {
         Ok(resp)
     }
 
+    async fn reverse_payment(
+        &self,
+        caller: Caller,
+        req: pb::ReversePaymentRequest,
+    ) -> ApiResult<pb::ReversePaymentResponse> {
+        let district = caller.require_district_role(Role::Finance)?.clone();
+        let key = self
+            .ctx
+            .idempotency_key(&caller, "ReversePayment", &req.request_id, &req)?;
+        let reason = required_text("reason", &req.reason, MAX_TEXT)?;
+        let mut tx = match self
+            .ctx
+            .begin(Some(&district), &caller, Role::Finance, &key)
+            .await?
+        {
+            Begun::Replayed(resp) => return Ok(resp),
+            Begun::Fresh(tx) => tx,
+        };
+        let before = tx
+            .payment(&district, &req.payment_id)
+            .await?
+            .ok_or(ApiError::NotFound("payment"))?;
+        let PaymentState::Paid {
+            bank_reference,
+            paid_on,
+        } = before.state.clone()
+        else {
+            return Err(precondition(
+                "PAYMENT_NOT_PAID",
+                format!("the payment is {}", before.state.as_str()),
+            ));
+        };
+        if tx.year_closed(&district, before.fiscal_year).await? {
+            return Err(precondition(
+                "YEAR_CLOSED",
+                format!("fiscal year {} is closed", before.fiscal_year),
+            ));
+        }
+        let case = visible(
+            tx.case(&district, before.case_id).await?,
+            &CaseVisibility::District,
+        )?;
+        let mut after = PaymentRecord {
+            state: PaymentState::Reversed {
+                bank_reference,
+                paid_on,
+                reason: reason.clone(),
+            },
+            ..before.clone()
+        };
+        tx.update_payment("payment.reversed", Some(&reason), &before, &mut after)
+            .await?;
+        // The money goes back from paid to reserved for the case, in this same transaction.
+        tx.add_ledger_entry(
+            &district,
+            before.fiscal_year,
+            Some(case.id),
+            EntryKind::Reverse,
+            before.amount,
+        )
+        .await?;
+        let mut approved = case.clone();
+        move_to(
+            &mut approved,
+            case.state.payment_returned()?,
+            None,
+            tx.now(),
+        );
+        tx.update_case("case.payment_returned", Some(&reason), &case, &mut approved)
+            .await?;
+        tx.cancel_open_follow_ups(&district, case.id).await?;
+        let reveal = caller.sees_personal_data();
+        let resp = pb::ReversePaymentResponse {
+            payment: Some(payment_to_pb(&after, reveal)),
+            case: Some(case_to_pb(&approved, reveal)),
+        };
+        commit(tx, &key, &resp).await?;
+        tracing::info!(district = %district, case = %case.id, payment = %before.id, "payment returned by the bank");
+        Ok(resp)
+    }
+
     async fn fail_payment(
         &self,
         caller: Caller,
@@ -639,7 +730,9 @@ impl DisbursementApi {
                     amount: p.amount,
                     account: p.bank_account,
                 }),
-                PaymentState::Pending | PaymentState::Failed { .. } => None,
+                PaymentState::Pending
+                | PaymentState::Failed { .. }
+                | PaymentState::Reversed { .. } => None,
             })
             .collect();
         let r = reconcile(&lines, &paid);
@@ -681,6 +774,12 @@ impl DisbursementService for DisbursementApi {
         request: Request<pb::FailPaymentRequest>,
     ) -> Result<Response<pb::FailPaymentResponse>, Status> {
         handle!(self, request, fail_payment)
+    }
+    async fn reverse_payment(
+        &self,
+        request: Request<pb::ReversePaymentRequest>,
+    ) -> Result<Response<pb::ReversePaymentResponse>, Status> {
+        handle!(self, request, reverse_payment)
     }
     async fn get_payment(
         &self,

@@ -367,6 +367,11 @@ impl ReportApi {
                     relief_domain::payment::PaymentState::Paid {
                         bank_reference,
                         paid_on,
+                    }
+                    | relief_domain::payment::PaymentState::Reversed {
+                        bank_reference,
+                        paid_on,
+                        ..
                     } => (
                         bank_reference.clone(),
                         paid_on.format("%Y-%m-%d").to_string(),

@@ -408,6 +408,22 @@ impl CaseState {
         Ok(CaseState::InReview { step: first_step })
     }
 
+    /// A paid case whose payment the bank returned is approved again, its reservation back.
+    pub fn payment_returned(&self) -> Result<CaseState, TransitionError> {
+        match self {
+            CaseState::Paid => Ok(CaseState::Approved),
+            CaseState::Draft
+            | CaseState::InReview { .. }
+            | CaseState::Returned { .. }
+            | CaseState::Withdrawn
+            | CaseState::Rejected
+            | CaseState::Approved => Err(TransitionError {
+                action: "return the payment of",
+                from: self.kind(),
+            }),
+        }
+    }
+
     /// The applicant unit may withdraw a case until it is paid; withdrawing an approved
     /// case releases its reservation.
     pub fn withdraw(&self) -> Result<CaseState, TransitionError> {

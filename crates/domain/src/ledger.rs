@@ -93,6 +93,42 @@ impl BudgetBalance {
             .try_fold(BudgetBalance::default(), |b, (k, a)| b.apply(k, a))
     }
 
+    /// Balances from the total of each kind of entry (what the database sums). Unlike
+    /// folding entries one by one, the order of the totals does not matter: two payments
+    /// with a reversal between them sum to more paid than ever stood at once.
+    pub fn from_sums<I: IntoIterator<Item = (EntryKind, Money)>>(
+        sums: I,
+    ) -> Result<BudgetBalance, LedgerError> {
+        let (mut allocated, mut reserved, mut paid) = (0i128, 0i128, 0i128);
+        for (kind, amount) in sums {
+            let a = i128::from(amount.fen());
+            match kind {
+                EntryKind::Allocate => allocated += a,
+                EntryKind::Deallocate => allocated -= a,
+                EntryKind::Reserve => reserved += a,
+                EntryKind::Release => reserved -= a,
+                EntryKind::Pay => {
+                    reserved -= a;
+                    paid += a;
+                }
+                EntryKind::Reverse => {
+                    paid -= a;
+                    reserved += a;
+                }
+            }
+        }
+        let money = |v: i128, what: &'static str| {
+            i64::try_from(v)
+                .map_err(|_| LedgerError::Overflow)
+                .and_then(|f| Money::from_fen(f).map_err(|_| LedgerError::Negative(what)))
+        };
+        Ok(BudgetBalance {
+            allocated: money(allocated, "deallocate")?,
+            reserved: money(reserved, "release or pay")?,
+            paid: money(paid, "reverse")?,
+        })
+    }
+
     /// The invariant: reserved + paid ≤ allocated.
     pub fn check(&self) -> Result<(), LedgerError> {
         let used = self
@@ -142,6 +178,22 @@ mod tests {
         assert_eq!((b.allocated, b.reserved, b.paid), (m(1000), m(100), m(300)));
         assert_eq!(b.available(), m(600));
         assert_eq!(b.execution_rate_bp(), 3000);
+        // Totals give the same balances whatever order they come in.
+        let totals = [
+            (EntryKind::Pay, m(600)),
+            (EntryKind::Allocate, m(1000)),
+            (EntryKind::Reverse, m(300)),
+            (EntryKind::Reserve, m(600)),
+        ];
+        let from_sums = BudgetBalance::from_sums(totals).unwrap();
+        assert_eq!(
+            (from_sums.allocated, from_sums.reserved, from_sums.paid),
+            (m(1000), m(300), m(300))
+        );
+        assert_eq!(
+            BudgetBalance::from_sums([(EntryKind::Pay, m(1))]),
+            Err(LedgerError::Negative("release or pay"))
+        );
         let back = b.apply(EntryKind::Reverse, m(300)).unwrap();
         assert_eq!((back.reserved, back.paid), (m(400), m(0)));
         assert_eq!(

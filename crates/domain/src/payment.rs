@@ -20,6 +20,12 @@ pub enum PaymentState {
     },
     /// The bank refused it; a new attempt may follow.
     Failed { reason: String },
+    /// Paid, then returned by the bank (退汇); a new attempt may follow.
+    Reversed {
+        bank_reference: String,
+        paid_on: NaiveDate,
+        reason: String,
+    },
 }
 
 impl PaymentState {
@@ -28,6 +34,7 @@ impl PaymentState {
             PaymentState::Pending => "pending",
             PaymentState::Paid { .. } => "paid",
             PaymentState::Failed { .. } => "failed",
+            PaymentState::Reversed { .. } => "reversed",
         }
     }
 
@@ -35,7 +42,7 @@ impl PaymentState {
     pub fn is_live(&self) -> bool {
         match self {
             PaymentState::Pending | PaymentState::Paid { .. } => true,
-            PaymentState::Failed { .. } => false,
+            PaymentState::Failed { .. } | PaymentState::Reversed { .. } => false,
         }
     }
 }

@@ -211,17 +211,15 @@ pub(crate) async fn ledger_balance<C: ConnectionTrait>(
         .into_tuple()
         .all(conn)
         .await?;
-    // Credits before debits, so sums fold without passing through a negative balance.
-    let mut sums: Vec<(EntryKind, Money)> = rows
+    let sums = rows
         .into_iter()
         .map(|(k, total)| {
             let kind = EntryKind::parse(&k)
                 .ok_or_else(|| Error::corrupt("ledger entry", format!("unknown kind {k}")))?;
             Ok((kind, Money::from_fen(total).map_err(corrupt("ledger sum"))?))
         })
-        .collect::<Result<_>>()?;
-    sums.sort_by_key(|(k, _)| EntryKind::ALL.iter().position(|x| x == k));
-    BudgetBalance::from_entries(sums).map_err(|e| Error::corrupt("ledger", e))
+        .collect::<Result<Vec<_>>>()?;
+    BudgetBalance::from_sums(sums).map_err(|e| Error::corrupt("ledger", e))
 }
 
 impl WriteTx {

@@ -87,6 +87,11 @@ impl PaymentRecord {
             "failed" => PaymentState::Failed {
                 reason: r.failure_reason.clone().unwrap_or_default(),
             },
+            "reversed" => PaymentState::Reversed {
+                bank_reference: r.bank_reference.clone().unwrap_or_default(),
+                paid_on: date(r.paid_date.as_deref().unwrap_or_default())?,
+                reason: r.failure_reason.clone().unwrap_or_default(),
+            },
             other => return Err(Error::corrupt("payment state", other)),
         };
         Ok(Self {
@@ -119,6 +124,15 @@ impl PaymentRecord {
                 None,
             ),
             PaymentState::Failed { reason } => (None, None, Some(reason.clone())),
+            PaymentState::Reversed {
+                bank_reference,
+                paid_on,
+                reason,
+            } => (
+                Some(bank_reference.clone()),
+                Some(paid_on.format(DATE).to_string()),
+                Some(reason.clone()),
+            ),
         };
         payment::Model {
             id: self.id.clone(),
@@ -365,6 +379,21 @@ impl WriteTx {
         id: &str,
     ) -> Result<Option<FollowUpRecord>> {
         follow_up(self.conn(), district, id).await
+    }
+
+    /// Cancels the case's follow-ups not yet done (its payment was returned).
+    pub async fn cancel_open_follow_ups(
+        &mut self,
+        district: &DistrictId,
+        case: CaseId,
+    ) -> Result<u64> {
+        let res = follow_up::Entity::delete_many()
+            .filter(follow_up::Column::DistrictId.eq(district.as_str()))
+            .filter(follow_up::Column::CaseId.eq(case.to_string()))
+            .filter(follow_up::Column::Done.eq(false))
+            .exec(self.conn())
+            .await?;
+        Ok(res.rows_affected)
     }
 
     pub async fn record_follow_up(

@@ -621,6 +621,101 @@ async fn concurrent_payments_and_approvals_keep_the_books(backend: Backend) {
     app.assert_chain_intact("430104").await;
 }
 
+async fn a_returned_payment_goes_back_to_reserved(backend: Backend) {
+    let app = spawn_app(backend).await;
+    one_step_district(&app, "430104", 100_000_000, &[]).await;
+    let (_, ids) = approved_cases(&app, "430104", 1).await;
+    let fin = finance(&app, "430104").await;
+    let p = fin.create(&ids[0]).await.unwrap();
+    fin.confirm(&p.payment_id, "BR-77", "2022-07-01")
+        .await
+        .unwrap();
+    let reverse = |payment_id: String| {
+        let fin = fin.clone();
+        async move {
+            let req = pb::ReversePaymentRequest {
+                request_id: request_id(),
+                payment_id,
+                reason: "收款账户已销户，银行退汇".to_owned(),
+                ..Default::default()
+            };
+            fin.pay
+                .clone()
+                .reverse_payment(with_bearer(req, &fin.token))
+                .await
+        }
+    };
+    let pending = fin.create(&ids[0]).await;
+    expect_code(pending, Code::FailedPrecondition, "paying a paid case");
+    let back = reverse(p.payment_id.clone()).await.unwrap().into_inner();
+    assert_eq!(state(back.case.as_ref().unwrap()), pb::CaseState::Approved);
+    assert_eq!(
+        back.payment.unwrap().state,
+        pb::PaymentState::Reversed as i32
+    );
+    let balance = budget(&app, "430104", 2022).await;
+    assert_eq!((balance.reserved_fen, balance.paid_fen), (2_000_000, 0));
+    expect_code(
+        reverse(p.payment_id.clone()).await,
+        Code::FailedPrecondition,
+        "reversing twice",
+    );
+    let officer = app.token("430104", &[Role::CaseOfficer], None, "officer");
+    let follow = FollowUpServiceClient::new(channel(&app).await)
+        .list_case_follow_ups(with_bearer(
+            pb::ListCaseFollowUpsRequest {
+                case_id: ids[0].clone(),
+                ..Default::default()
+            },
+            &officer,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .follow_ups;
+    assert!(
+        follow.is_empty(),
+        "the returned payment's follow-ups are cancelled"
+    );
+    assert_consistent(&fin.verify(2022).await);
+    // Paid again to a corrected account.
+    let again = fin.create(&ids[0]).await.unwrap();
+    fin.confirm(&again.payment_id, "BR-78", "2022-07-15")
+        .await
+        .unwrap();
+    let balance = budget(&app, "430104", 2022).await;
+    assert_eq!((balance.reserved_fen, balance.paid_fen), (0, 2_000_000));
+    assert_consistent(&fin.verify(2022).await);
+    let kinds: Vec<i32> = fin
+        .ledger
+        .clone()
+        .get_budget(with_bearer(
+            pb::GetBudgetRequest {
+                fiscal_year: 2022,
+                ..Default::default()
+            },
+            &fin.token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    use pb::LedgerEntryKind as K;
+    assert_eq!(
+        kinds,
+        [
+            K::Allocate as i32,
+            K::Reserve as i32,
+            K::Pay as i32,
+            K::Reverse as i32,
+            K::Pay as i32
+        ]
+    );
+}
+
 backend_tests!(
     full_path_from_submission_to_follow_up,
     payment_creation_is_idempotent,
@@ -630,4 +725,5 @@ backend_tests!(
     withdrawing_an_approved_case_releases_its_money,
     the_budget_cannot_drop_below_what_is_committed,
     concurrent_payments_and_approvals_keep_the_books,
+    a_returned_payment_goes_back_to_reserved,
 );
