@@ -156,7 +156,7 @@ pub fn init_test_log() {
 
 /// A fresh PostgreSQL database, dropped when the app is.
 #[derive(Debug)]
-struct PgDatabase {
+pub struct PgDatabase {
     admin_url: String,
     name: String,
 }
@@ -175,7 +175,9 @@ fn with_database(url: &str, name: &str) -> String {
     format!("{}/{name}{query}", &base[..authority_end])
 }
 
-async fn create_pg_database(admin_url: &str) -> (PgDatabase, String) {
+/// Creates a fresh, uniquely named database on the PostgreSQL server at `admin_url` and
+/// returns it with its URL.
+pub async fn create_pg_database(admin_url: &str) -> (PgDatabase, String) {
     let name = format!("relief_t_{}", uuid::Uuid::now_v7().simple());
     let admin = Database::connect(admin_url)
         .await
@@ -196,7 +198,7 @@ async fn create_pg_database(admin_url: &str) -> (PgDatabase, String) {
 }
 
 /// Best effort: a database left behind by a crash only costs disk space.
-fn drop_pg_database(pg: PgDatabase) {
+pub fn drop_pg_database(pg: PgDatabase) {
     let worker = std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()

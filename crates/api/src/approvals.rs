@@ -26,7 +26,7 @@ use crate::auth::{Caller, CaseVisibility};
 use crate::cases::{check_version, handle, move_to, parse_case_id, visible};
 use crate::convert::{case_to_pb, role_from_pb, role_to_pb, timestamp};
 use crate::error::{ApiError, ApiResult};
-use crate::paging::{decode_token, encode_token};
+use crate::paging::{decode_offset, next_offset_page};
 use crate::{ApiContext, Begun, commit};
 
 const MAX_OPINION_CHARS: usize = 2000;
@@ -45,18 +45,11 @@ impl ApprovalApi {
     }
 }
 
-fn precondition(reason: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::FailedPrecondition {
-        reason,
-        message: message.into(),
-    }
-}
-
 fn decide_error(e: DecideError) -> ApiError {
     match e {
-        DecideError::NotInReview => precondition("CASE_NOT_IN_REVIEW", e.to_string()),
-        DecideError::WrongStep { .. } => precondition("CASE_MOVED_ON", e.to_string()),
-        DecideError::UnknownStep(_) => precondition("UNKNOWN_STEP", e.to_string()),
+        DecideError::NotInReview => ApiError::precondition("CASE_NOT_IN_REVIEW", e.to_string()),
+        DecideError::WrongStep { .. } => ApiError::precondition("CASE_MOVED_ON", e.to_string()),
+        DecideError::UnknownStep(_) => ApiError::precondition("UNKNOWN_STEP", e.to_string()),
         DecideError::AmountRaised { .. } | DecideError::AmountZero => {
             ApiError::invalid("approved_amount_fen", e)
         }
@@ -199,7 +192,7 @@ async fn apply_decision(
         .step(step_id)
         .ok_or_else(|| decide_error(DecideError::UnknownStep(step_id.clone())))?;
     if step.batched && meeting_id.is_none() {
-        return Err(precondition(
+        return Err(ApiError::precondition(
             "DECIDED_AT_MEETING",
             format!("step {} is decided at a party-group meeting", step.id),
         ));
@@ -240,15 +233,15 @@ async fn apply_decision(
             .fiscal_year
             .ok_or_else(|| ApiError::Internal(format!("case {} has no fiscal year", before.id)))?;
         if tx.year_closed(&district, year).await? {
-            return Err(precondition(
+            return Err(ApiError::precondition(
                 "YEAR_CLOSED",
                 format!("fiscal year {year} is closed"),
             ));
         }
         let balance = tx.budget_balance(&district, year).await?;
-        balance
-            .check_reserve(outcome.amount)
-            .map_err(|e| precondition("BUDGET_EXCEEDED", format!("fiscal year {year}: {e}")))?;
+        balance.check_reserve(outcome.amount).map_err(|e| {
+            ApiError::precondition("BUDGET_EXCEEDED", format!("fiscal year {year}: {e}"))
+        })?;
         tx.add_ledger_entry(
             &district,
             year,
@@ -401,26 +394,6 @@ fn from_pb_time(field: &str, t: Option<&prost_types::Timestamp>) -> ApiResult<Da
         .ok_or_else(|| ApiError::invalid(field, "is not a valid time"))
 }
 
-fn offset_token(kind: &str, token: &str) -> ApiResult<u64> {
-    decode_token(kind, token)?
-        .map(|c| {
-            c.parse::<u64>()
-                .map_err(|_| ApiError::invalid("page_token", "is not a page token from this list"))
-        })
-        .transpose()
-        .map(Option::unwrap_or_default)
-}
-
-/// Cuts a page fetched with one extra row and returns the next token.
-fn page<T>(rows: &mut Vec<T>, kind: &str, offset: u64, limit: u64) -> String {
-    if rows.len() as u64 > limit {
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        encode_token(kind, &(offset + limit).to_string())
-    } else {
-        String::new()
-    }
-}
-
 /// Rules by version, read once per call.
 struct RulesCache<'a> {
     ctx: &'a ApiContext,
@@ -491,7 +464,7 @@ impl ApprovalApi {
     ) -> ApiResult<pb::ListMyTasksResponse> {
         let district = caller.district()?.clone();
         let limit = self.ctx.page_size(req.page_size)?;
-        let offset = offset_token("task", &req.page_token)?;
+        let offset = decode_offset("task", &req.page_token)?;
         let now = self.ctx.clock.now();
         let mut roles: Vec<Role> = caller
             .claims()
@@ -517,7 +490,7 @@ impl ApprovalApi {
             .store
             .cases_waiting_for(&district, &roles, offset, limit + 1)
             .await?;
-        let next_page_token = page(&mut rows, "task", offset, limit);
+        let next_page_token = next_offset_page(&mut rows, "task", offset, limit);
         Ok(pb::ListMyTasksResponse {
             tasks: self.tasks(&caller, rows, &delegated).await?,
             next_page_token,
@@ -536,13 +509,13 @@ impl ApprovalApi {
             ));
         }
         let limit = self.ctx.page_size(req.page_size)?;
-        let offset = offset_token("overdue", &req.page_token)?;
+        let offset = decode_offset("overdue", &req.page_token)?;
         let mut rows = self
             .ctx
             .store
             .overdue_cases(&district, self.ctx.clock.now(), offset, limit + 1)
             .await?;
-        let next_page_token = page(&mut rows, "overdue", offset, limit);
+        let next_page_token = next_offset_page(&mut rows, "overdue", offset, limit);
         Ok(pb::ListOverdueResponse {
             tasks: self.tasks(&caller, rows, &HashMap::new()).await?,
             next_page_token,
@@ -695,13 +668,13 @@ impl ApprovalApi {
             ));
         }
         let limit = self.ctx.page_size(req.page_size)?;
-        let offset = offset_token("delegation", &req.page_token)?;
+        let offset = decode_offset("delegation", &req.page_token)?;
         let mut rows = self
             .ctx
             .store
             .delegations(&district, offset, limit + 1)
             .await?;
-        let next_page_token = page(&mut rows, "delegation", offset, limit);
+        let next_page_token = next_offset_page(&mut rows, "delegation", offset, limit);
         Ok(pb::ListDelegationsResponse {
             delegations: rows.iter().map(delegation_to_pb).collect(),
             next_page_token,
@@ -743,7 +716,7 @@ impl ApprovalApi {
             ));
         }
         if before.revoked_at.is_some() || before.ends_at <= tx.now() {
-            return Err(precondition(
+            return Err(ApiError::precondition(
                 "DELEGATION_ENDED",
                 "the delegation has already ended",
             ));
@@ -831,7 +804,10 @@ impl ApprovalApi {
             .await?
             .ok_or(ApiError::NotFound("meeting"))?;
         if !m.open {
-            return Err(precondition("MEETING_CLOSED", "the meeting is closed"));
+            return Err(ApiError::precondition(
+                "MEETING_CLOSED",
+                "the meeting is closed",
+            ));
         }
         Ok(m)
     }
@@ -879,13 +855,13 @@ impl ApprovalApi {
                 .and_then(|s| rules.approval_chain.step(s))
                 .is_some_and(|s| s.batched);
             if !batched {
-                return Err(precondition(
+                return Err(ApiError::precondition(
                     "NOT_AWAITING_MEETING",
                     format!("case {id} is not waiting for the party-group decision"),
                 ));
             }
             if let Some(m) = tx.open_meeting_of_case(&district, *id).await? {
-                return Err(precondition(
+                return Err(ApiError::precondition(
                     "ALREADY_ON_AGENDA",
                     format!("case {id} is already on the agenda of open meeting {m}"),
                 ));
@@ -988,7 +964,7 @@ impl ApprovalApi {
             .map(|i| i.case_id.to_string())
             .collect();
         if !undecided.is_empty() {
-            return Err(precondition(
+            return Err(ApiError::precondition(
                 "UNDECIDED_CASES",
                 format!("no decision recorded for {}", undecided.join(", ")),
             ));
@@ -1020,7 +996,7 @@ impl ApprovalApi {
                 .cloned()
                 .filter(|_| matches!(case.state, CaseState::InReview { .. }));
             let Some(step) = step else {
-                return Err(precondition(
+                return Err(ApiError::precondition(
                     "CASE_MOVED_ON",
                     format!(
                         "case {} is no longer waiting for the party-group decision",

@@ -21,18 +21,11 @@ use crate::auth::{Caller, CaseVisibility};
 use crate::cases::{handle, move_to, parse_case_id, visible};
 use crate::convert::{application_from_pb, case_to_pb, timestamp};
 use crate::error::{ApiError, ApiResult};
-use crate::paging::{decode_token, encode_token};
+use crate::paging::{decode_offset, next_offset_page};
 use crate::{ApiContext, Begun, commit};
 
 const DATE: &str = "%Y-%m-%d";
 const MAX_TEXT: usize = 2000;
-
-fn precondition(reason: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::FailedPrecondition {
-        reason,
-        message: message.into(),
-    }
-}
 
 fn required_text(field: &str, value: &str, max: usize) -> ApiResult<String> {
     let v = value.trim();
@@ -51,25 +44,6 @@ fn required_text(field: &str, value: &str, max: usize) -> ApiResult<String> {
 fn parse_date(field: &str, value: &str) -> ApiResult<NaiveDate> {
     NaiveDate::parse_from_str(value, DATE)
         .map_err(|_| ApiError::invalid(field, "must be a date YYYY-MM-DD"))
-}
-
-fn offset_token(kind: &str, token: &str) -> ApiResult<u64> {
-    decode_token(kind, token)?
-        .map(|c| {
-            c.parse::<u64>()
-                .map_err(|_| ApiError::invalid("page_token", "is not a page token from this list"))
-        })
-        .transpose()
-        .map(Option::unwrap_or_default)
-}
-
-fn page<T>(rows: &mut Vec<T>, kind: &str, offset: u64, limit: u64) -> String {
-    if rows.len() as u64 > limit {
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        encode_token(kind, &(offset + limit).to_string())
-    } else {
-        String::new()
-    }
 }
 
 fn new_id() -> String {
@@ -113,11 +87,7 @@ fn payment_to_pb(p: &PaymentRecord, reveal: bool) -> pb::Payment {
     let account = if reveal {
         p.bank_account.clone()
     } else {
-        relief_domain::case::ReceivingUnit {
-            bank_account: p.bank_account.clone(),
-            ..Default::default()
-        }
-        .masked_account()
+        relief_domain::case::mask_account(&p.bank_account)
     };
     pb::Payment {
         payment_id: p.id.clone(),
@@ -234,13 +204,13 @@ impl DisbursementApi {
         match case.state.kind() {
             StateKind::Approved => {}
             StateKind::Paid => {
-                return Err(precondition(
+                return Err(ApiError::precondition(
                     "ALREADY_PAID",
                     format!("case {id} is already paid"),
                 ));
             }
             other => {
-                return Err(precondition(
+                return Err(ApiError::precondition(
                     "CASE_NOT_APPROVED",
                     format!("case {id} is {other}, not approved"),
                 ));
@@ -248,7 +218,7 @@ impl DisbursementApi {
         }
         let payments = tx.payments_of_case(&district, id).await?;
         if let Some(live) = payments.iter().find(|p| p.state.is_live()) {
-            return Err(precondition(
+            return Err(ApiError::precondition(
                 "PAYMENT_EXISTS",
                 format!(
                     "payment {} of case {id} is {}; a case is paid once",
@@ -262,7 +232,7 @@ impl DisbursementApi {
             .fiscal_year
             .ok_or_else(|| ApiError::Internal(format!("approved case {id} has no fiscal year")))?;
         if tx.year_closed(&district, year).await? {
-            return Err(precondition(
+            return Err(ApiError::precondition(
                 "YEAR_CLOSED",
                 format!("fiscal year {year} is closed"),
             ));
@@ -285,7 +255,7 @@ impl DisbursementApi {
             .map(String::as_str)
             .collect();
         if !missing.is_empty() {
-            return Err(precondition(
+            return Err(ApiError::precondition(
                 "MISSING_DOCUMENTS",
                 format!("the case lacks required documents: {}", missing.join(", ")),
             ));
@@ -358,7 +328,7 @@ impl DisbursementApi {
             .await?
             .ok_or(ApiError::NotFound("payment"))?;
         if before.state != PaymentState::Pending {
-            return Err(precondition(
+            return Err(ApiError::precondition(
                 "PAYMENT_NOT_PENDING",
                 format!("the payment is {}", before.state.as_str()),
             ));
@@ -373,7 +343,7 @@ impl DisbursementApi {
             return Err(ApiError::invalid("paid_date", "must not be in the future"));
         }
         if tx.year_closed(&district, before.fiscal_year).await? {
-            return Err(precondition(
+            return Err(ApiError::precondition(
                 "YEAR_CLOSED",
                 format!("fiscal year {} is closed", before.fiscal_year),
             ));
@@ -383,7 +353,7 @@ impl DisbursementApi {
             &CaseVisibility::District,
         )?;
         if case.state != CaseState::Approved || case.approved_amount != Some(before.amount) {
-            return Err(precondition(
+            return Err(ApiError::precondition(
                 "CASE_NOT_PAYABLE",
                 format!(
                     "case {} is {} with another amount; it cannot take this payment",
@@ -479,13 +449,13 @@ impl DisbursementApi {
             paid_on,
         } = before.state.clone()
         else {
-            return Err(precondition(
+            return Err(ApiError::precondition(
                 "PAYMENT_NOT_PAID",
                 format!("the payment is {}", before.state.as_str()),
             ));
         };
         if tx.year_closed(&district, before.fiscal_year).await? {
-            return Err(precondition(
+            return Err(ApiError::precondition(
                 "YEAR_CLOSED",
                 format!("fiscal year {} is closed", before.fiscal_year),
             ));
@@ -556,7 +526,7 @@ impl DisbursementApi {
             .await?
             .ok_or(ApiError::NotFound("payment"))?;
         if before.state != PaymentState::Pending {
-            return Err(precondition(
+            return Err(ApiError::precondition(
                 "PAYMENT_NOT_PENDING",
                 format!("the payment is {}", before.state.as_str()),
             ));
@@ -600,7 +570,7 @@ impl DisbursementApi {
     ) -> ApiResult<pb::ListPaymentsResponse> {
         let district = require_reader(&caller)?;
         let limit = self.ctx.page_size(req.page_size)?;
-        let offset = offset_token("payment", &req.page_token)?;
+        let offset = decode_offset("payment", &req.page_token)?;
         let case = match req.case_id.as_str() {
             "" => None,
             s => Some(parse_case_id(s)?),
@@ -614,7 +584,7 @@ impl DisbursementApi {
             .store
             .payments(&district, case, year, offset, limit + 1)
             .await?;
-        let next_page_token = page(&mut rows, "payment", offset, limit);
+        let next_page_token = next_offset_page(&mut rows, "payment", offset, limit);
         let reveal = caller.sees_personal_data();
         Ok(pb::ListPaymentsResponse {
             payments: rows.iter().map(|p| payment_to_pb(p, reveal)).collect(),
@@ -685,7 +655,7 @@ impl DisbursementApi {
         };
         let before = visible(tx.case(&district, id).await?, &visibility)?;
         if before.state != CaseState::Approved {
-            return Err(precondition(
+            return Err(ApiError::precondition(
                 "CASE_NOT_APPROVED",
                 format!(
                     "documents are added to approved cases before payment; case {id} is {}",
@@ -694,7 +664,7 @@ impl DisbursementApi {
             ));
         }
         if before.application.attachments.len() >= relief_domain::case::MAX_ATTACHMENTS {
-            return Err(precondition(
+            return Err(ApiError::precondition(
                 "TOO_MANY_ATTACHMENTS",
                 "the case has the most attachments it may have",
             ));
@@ -825,7 +795,7 @@ impl LedgerApi {
         let district = require_reader(&caller)?;
         let year = check_fiscal_year(req.fiscal_year)?;
         let limit = self.ctx.page_size(req.page_size)?;
-        let offset = offset_token("ledger", &req.page_token)?;
+        let offset = decode_offset("ledger", &req.page_token)?;
         let balance = self.ctx.store.budget_balance(&district, year).await?;
         let closed = self.ctx.store.year_closed(&district, year).await?;
         let mut rows = self
@@ -833,7 +803,7 @@ impl LedgerApi {
             .store
             .ledger_entries(&district, year, offset, limit + 1)
             .await?;
-        let next_page_token = page(&mut rows, "ledger", offset, limit);
+        let next_page_token = next_offset_page(&mut rows, "ledger", offset, limit);
         Ok(pb::GetBudgetResponse {
             balance: Some(balance_to_pb(year, &balance, closed)),
             entries: rows
@@ -968,7 +938,7 @@ impl LedgerApi {
             Begun::Fresh(tx) => tx,
         };
         if tx.year_closed(&district, year).await? {
-            return Err(precondition(
+            return Err(ApiError::precondition(
                 "YEAR_CLOSED",
                 format!("fiscal year {year} is already closed"),
             ));
@@ -1037,13 +1007,13 @@ impl FollowUpApi {
             s => parse_date("due_on_or_before", s)?,
         };
         let limit = self.ctx.page_size(req.page_size)?;
-        let offset = offset_token("follow_up", &req.page_token)?;
+        let offset = decode_offset("follow_up", &req.page_token)?;
         let mut rows = self
             .ctx
             .store
             .due_follow_ups(&district, due_by, offset, limit + 1)
             .await?;
-        let next_page_token = page(&mut rows, "follow_up", offset, limit);
+        let next_page_token = next_offset_page(&mut rows, "follow_up", offset, limit);
         Ok(pb::ListDueFollowUpsResponse {
             follow_ups: rows.iter().map(follow_up_to_pb).collect(),
             next_page_token,
@@ -1107,7 +1077,7 @@ impl FollowUpApi {
             .await?
             .ok_or(ApiError::NotFound("follow-up"))?;
         if before.done {
-            return Err(precondition(
+            return Err(ApiError::precondition(
                 "FOLLOW_UP_RECORDED",
                 "this follow-up is already recorded",
             ));

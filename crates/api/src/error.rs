@@ -43,6 +43,14 @@ impl ApiError {
         ApiError::InvalidArgument(vec![Violation::new(field, description)])
     }
 
+    /// A state that does not allow the call, with its stable reason code.
+    pub fn precondition(reason: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::FailedPrecondition {
+            reason,
+            message: message.into(),
+        }
+    }
+
     pub fn denied(message: impl Into<String>) -> ApiError {
         ApiError::PermissionDenied(message.into())
     }

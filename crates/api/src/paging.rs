@@ -36,3 +36,29 @@ pub(crate) fn decode_token(kind: &str, token: &str) -> ApiResult<Option<String>>
         .ok_or_else(bad)?;
     Ok(Some(cursor.to_owned()))
 }
+
+/// The row offset in an offset-paged list's token; 0 for the first page.
+pub(crate) fn decode_offset(kind: &str, token: &str) -> ApiResult<u64> {
+    decode_token(kind, token)?
+        .map(|c| {
+            c.parse::<u64>()
+                .map_err(|_| ApiError::invalid("page_token", "is not a page token from this list"))
+        })
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
+/// Cuts a page fetched with one extra row and returns the next page's token.
+pub(crate) fn next_offset_page<T>(
+    rows: &mut Vec<T>,
+    kind: &str,
+    offset: u64,
+    limit: u64,
+) -> String {
+    if rows.len() as u64 > limit {
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        encode_token(kind, &(offset + limit).to_string())
+    } else {
+        String::new()
+    }
+}

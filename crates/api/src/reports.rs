@@ -384,11 +384,7 @@ impl ReportApi {
                 let account = if reveal {
                     p.bank_account.clone()
                 } else {
-                    relief_domain::case::ReceivingUnit {
-                        bank_account: p.bank_account.clone(),
-                        ..Default::default()
-                    }
-                    .masked_account()
+                    relief_domain::case::mask_account(&p.bank_account)
                 };
                 vec![
                     p.id.clone(),

@@ -42,12 +42,17 @@ pub struct ReceivingUnit {
 impl ReceivingUnit {
     /// The account as shown to roles that may not see it: last four digits only.
     pub fn masked_account(&self) -> String {
-        let chars: Vec<char> = self.bank_account.chars().collect();
-        let keep = chars.len().min(4);
-        let hidden = chars.len() - keep;
-        let tail: String = chars[hidden..].iter().collect();
-        format!("{}{}", "*".repeat(hidden), tail)
+        mask_account(&self.bank_account)
     }
+}
+
+/// A bank account as shown to roles that may not see it: last four digits only.
+pub fn mask_account(account: &str) -> String {
+    let chars: Vec<char> = account.chars().collect();
+    let keep = chars.len().min(4);
+    let hidden = chars.len() - keep;
+    let tail: String = chars[hidden..].iter().collect();
+    format!("{}{}", "*".repeat(hidden), tail)
 }
 
 /// The petition (信访事项) the case belongs to.

@@ -34,10 +34,10 @@ use relief_proto::v1::case_service_client::CaseServiceClient;
 use relief_proto::v1::disbursement_service_client::DisbursementServiceClient;
 use relief_proto::v1::ledger_service_client::LedgerServiceClient;
 use relief_tests::{
-    AUDIENCE, Backend, ED25519_KID, ISSUER, JWKS_JSON, Role, TEST_ED25519_PEM, WANGCHENG,
-    backend_tests, postgres_url, request_id, valid_application, with_bearer,
+    AUDIENCE, Backend, ED25519_KID, ISSUER, JWKS_JSON, PgDatabase, Role, TEST_ED25519_PEM,
+    WANGCHENG, backend_tests, create_pg_database, drop_pg_database, postgres_url, request_id,
+    valid_application, with_bearer,
 };
-use sea_orm::{ConnectionTrait as _, Database};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -130,70 +130,6 @@ deadline_days = 10
 fn free_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     listener.local_addr().expect("local addr")
-}
-
-/// A fresh PostgreSQL database, dropped with the fixture.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-}
-
-/// Replaces the database name of a PostgreSQL URL, keeping any query string.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[authority_start..]
-        .find('/')
-        .map_or(base.len(), |i| authority_start + i);
-    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
-    format!("{}/{name}{query}", &base[..authority_end])
-}
-
-async fn create_pg_database(admin_url: &str) -> (PgDatabase, String) {
-    let name = format!("relief_crash_{}", uuid::Uuid::now_v7().simple());
-    let admin = Database::connect(admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to RELIEF_TEST_POSTGRES_URL: {e}"));
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-        .await
-        .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
-    let _ = admin.close().await;
-    let url = with_database(admin_url, &name);
-    (
-        PgDatabase {
-            admin_url: admin_url.to_owned(),
-            name,
-        },
-        url,
-    )
-}
-
-/// Best effort, on a thread of its own because it runs from `Drop` inside the test's runtime.
-fn drop_pg_database(pg: PgDatabase) {
-    let worker = std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
-            if let Ok(admin) = Database::connect(&pg.admin_url).await {
-                let _ = admin
-                    .execute_unprepared(&format!(
-                        "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                        pg.name
-                    ))
-                    .await;
-                let _ = admin.close().await;
-            }
-        });
-    });
-    let _ = worker.join();
 }
 
 /// The last lines of a file, for failure messages.
