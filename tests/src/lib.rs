@@ -31,6 +31,8 @@ use tonic_types::StatusExt as _;
 
 pub use relief_domain::Role;
 
+pub mod gateway;
+
 /// 望城区, the seed district, configured exactly as `deploy/config/relief.toml` has it.
 pub const WANGCHENG: &str = "430112";
 /// 芙蓉区, a second district with the same rules: the other tenant in tenancy tests.
@@ -317,12 +319,16 @@ jwks_json = '''
 pub struct SpawnOptions {
     /// The server's clock; the system clock when `None`.
     pub clock: Option<Arc<dyn Clock>>,
+    /// Serve `/metrics` on a port of its own.
+    pub metrics: bool,
 }
 
 /// A running server with its own database. Dropping it stops the server and, on PostgreSQL,
 /// drops the database.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when the options asked for it.
+    pub metrics_addr: Option<SocketAddr>,
     pub backend: Backend,
     /// The server's store, for reading the event log back.
     pub store: Store,
@@ -363,7 +369,14 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Spawns a server whose clock the test controls.
 pub async fn spawn_app_with_clock(backend: Backend, clock: Arc<dyn Clock>) -> TestApp {
-    spawn_app_with(backend, SpawnOptions { clock: Some(clock) }).await
+    spawn_app_with(
+        backend,
+        SpawnOptions {
+            clock: Some(clock),
+            ..SpawnOptions::default()
+        },
+    )
+    .await
 }
 
 pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp {
@@ -383,15 +396,22 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
             (url, None, Some(pg), 16)
         }
     };
-    let settings =
-        reliefd::settings::Settings::from_toml(&settings_toml(&database_url, max_connections))
-            .expect("test settings are valid");
+    let mut text = settings_toml(&database_url, max_connections);
+    if options.metrics {
+        text = text.replacen(
+            "[server]\n",
+            "[server]\nmetrics_listen = \"127.0.0.1:0\"\n",
+            1,
+        );
+    }
+    let settings = reliefd::settings::Settings::from_toml(&text).expect("test settings are valid");
     let application = match options.clock {
         Some(clock) => reliefd::Application::build_with_clock(settings, clock).await,
         None => reliefd::Application::build(settings).await,
     }
     .expect("the application builds");
     let addr = application.local_addr();
+    let metrics_addr = application.metrics_addr();
     let store = application.store();
     let expected_backend = match backend {
         Backend::Sqlite => "sqlite",
@@ -415,6 +435,7 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
         .expect("test signing key");
     TestApp {
         addr,
+        metrics_addr,
         backend,
         store,
         channel,
@@ -577,6 +598,16 @@ fn case_of(case: Option<pb::Case>) -> pb::Case {
 }
 
 impl Caller {
+    /// The same caller, calling through `channel` (a gateway) instead.
+    pub fn on(&self, channel: Channel) -> Caller {
+        Caller {
+            token: self.token.clone(),
+            subject: self.subject.clone(),
+            cases: CaseServiceClient::new(channel.clone()),
+            districts: DistrictServiceClient::new(channel),
+        }
+    }
+
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         with_bearer(message, &self.token)
     }

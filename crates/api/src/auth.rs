@@ -4,16 +4,16 @@
 
 use std::sync::Arc;
 
-use relief_auth::{Claims, Scope, Verifier};
+use relief_auth::{CallError, Claims, Scope, Verifier, bearer_token, call_district};
 use relief_domain::{DistrictId, Role, UnitId};
+use relief_observe::CallLabels;
 use relief_store::Actor;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use crate::error::{ApiError, ApiResult};
 
-/// Metadata a city-scoped caller uses to name the district a call is about.
-pub const DISTRICT_HEADER: &str = "x-relief-district";
+pub use relief_auth::DISTRICT_HEADER;
 
 /// Verifies `authorization: Bearer <jwt>` on every call of the services it wraps.
 #[derive(Debug, Clone)]
@@ -29,22 +29,19 @@ impl AuthInterceptor {
 
 impl Interceptor for AuthInterceptor {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        let header = req
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| Status::unauthenticated("missing authorization bearer token"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .ok_or_else(|| Status::unauthenticated("authorization must be a bearer token"))?;
-        let claims = self.verifier.verify(token.trim()).map_err(|e| {
+        let header = req.metadata().get("authorization").map(|v| v.as_bytes());
+        let token = bearer_token(header).map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let claims = self.verifier.verify(token).map_err(|e| {
             tracing::debug!(error = %e, "token rejected");
             Status::unauthenticated(format!("invalid token: {e}"))
         })?;
+        if let Some(labels) = req.extensions().get::<CallLabels>() {
+            let named = req.metadata().get(DISTRICT_HEADER).map(|v| v.as_bytes());
+            match call_district(claims.scope(), named) {
+                Ok(Some(d)) => labels.set_district(d.as_str()),
+                _ => labels.set_district(claims.scope().as_str()),
+            }
+        }
         req.extensions_mut().insert(claims);
         Ok(req)
     }
@@ -74,24 +71,13 @@ impl Caller {
             .get::<Claims>()
             .cloned()
             .ok_or_else(|| ApiError::Unauthenticated("missing credentials".to_owned()))?;
-        let named = match req.metadata().get(DISTRICT_HEADER) {
-            None => None,
-            Some(v) => Some(
-                v.to_str()
-                    .ok()
-                    .and_then(|s| DistrictId::parse(s).ok())
-                    .ok_or_else(|| {
-                        ApiError::invalid(DISTRICT_HEADER, "must be a 6-digit district code")
-                    })?,
-            ),
-        };
-        let district = match (claims.scope(), named) {
-            (Scope::District(own), Some(named)) if own != &named => {
-                return Err(ApiError::denied("the token is for another district"));
+        let named = req.metadata().get(DISTRICT_HEADER).map(|v| v.as_bytes());
+        let district = call_district(claims.scope(), named).map_err(|e| match e {
+            CallError::BadDistrictHeader => {
+                ApiError::invalid(DISTRICT_HEADER, "must be a 6-digit district code")
             }
-            (Scope::District(own), _) => Some(own.clone()),
-            (Scope::City, named) => named,
-        };
+            other => ApiError::denied(other.to_string()),
+        })?;
         Ok(Caller { claims, district })
     }
 

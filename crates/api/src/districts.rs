@@ -71,6 +71,7 @@ impl DistrictApi {
             return Ok(pb::ListDistrictsResponse {
                 districts: d.iter().map(district_to_pb).collect(),
                 next_page_token: String::new(),
+                missing_district_ids: Vec::new(),
             });
         }
         let mut rows = self
@@ -89,6 +90,7 @@ impl DistrictApi {
         Ok(pb::ListDistrictsResponse {
             districts: rows.iter().map(district_to_pb).collect(),
             next_page_token,
+            missing_district_ids: Vec::new(),
         })
     }
 

@@ -10,8 +10,8 @@ pub mod convert;
 mod disbursements;
 mod districts;
 pub mod error;
-mod paging;
-mod reports;
+pub mod paging;
+pub mod reports;
 
 use std::sync::Arc;
 

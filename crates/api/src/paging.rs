@@ -18,7 +18,9 @@ impl ApiContext {
     }
 }
 
-pub(crate) fn encode_token(kind: &str, cursor: &str) -> String {
+/// A page token for `cursor` in a list of `kind`; the gateway makes them too when it merges
+/// the districts of several backends.
+pub fn encode_token(kind: &str, cursor: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{kind}:{cursor}"))
 }
 

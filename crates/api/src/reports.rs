@@ -130,10 +130,30 @@ fn score_lines(s: &Score) -> Vec<pb::ScoreLine> {
         .collect()
 }
 
-fn csv_of(header: &[&str], rows: Vec<Vec<String>>) -> ApiResult<String> {
+/// The columns of the case export.
+const CASE_COLUMNS: [&str; 11] = [
+    "case_id",
+    "applicant_unit",
+    "recipient_name",
+    "resident_id_number",
+    "category",
+    "requested_yuan",
+    "approved_yuan",
+    "state",
+    "over_cap",
+    "submitted_date",
+    "petitioned_again",
+];
+
+/// Rows per message of a streamed export.
+const STREAM_CHUNK_ROWS: usize = 500;
+
+fn csv_of<const N: usize>(header: Option<&[&str; N]>, rows: Vec<Vec<String>>) -> ApiResult<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let internal = |e: csv::Error| ApiError::Internal(format!("csv: {e}"));
-    w.write_record(header).map_err(internal)?;
+    if let Some(header) = header {
+        w.write_record(header).map_err(internal)?;
+    }
     for r in rows {
         w.write_record(&r).map_err(internal)?;
     }
@@ -261,8 +281,44 @@ impl ReportApi {
         caller: Caller,
         req: pb::ExportCasesRequest,
     ) -> ApiResult<pb::ExportCasesResponse> {
-        let year = check_year(req.fiscal_year)?;
-        let d = self.district_for_read(&caller).await?;
+        let rows = self.case_rows(&caller, req.fiscal_year).await?;
+        let n = rows.len();
+        let csv = csv_of(Some(&CASE_COLUMNS), rows)?;
+        Ok(pb::ExportCasesResponse {
+            csv,
+            rows: i64_of(n as u64),
+        })
+    }
+
+    /// The chunks of StreamCaseExport: the header with the first rows, then the rest in
+    /// chunks of [`STREAM_CHUNK_ROWS`].
+    async fn case_export_chunks(
+        &self,
+        caller: Caller,
+        req: pb::StreamCaseExportRequest,
+    ) -> ApiResult<Vec<pb::StreamCaseExportResponse>> {
+        let mut rows = self.case_rows(&caller, req.fiscal_year).await?;
+        let mut chunks = Vec::new();
+        let mut first = true;
+        loop {
+            let rest = rows.split_off(rows.len().min(STREAM_CHUNK_ROWS));
+            let n = rows.len();
+            let header = if first { Some(&CASE_COLUMNS) } else { None };
+            chunks.push(pb::StreamCaseExportResponse {
+                csv: csv_of(header, std::mem::replace(&mut rows, rest))?,
+                rows: i64_of(n as u64),
+            });
+            first = false;
+            if rows.is_empty() {
+                return Ok(chunks);
+            }
+        }
+    }
+
+    /// The year's cases as CSV rows in [`CASE_COLUMNS`] order, masked for the caller.
+    async fn case_rows(&self, caller: &Caller, fiscal_year: i32) -> ApiResult<Vec<Vec<String>>> {
+        let year = check_year(fiscal_year)?;
+        let d = self.district_for_read(caller).await?;
         let reveal = caller.sees_personal_data();
         let mut cases = self.ctx.store.cases_of_year(&d.id, year).await?;
         cases.sort_by_key(|c| c.id);
@@ -306,27 +362,7 @@ impl ReportApi {
                 ]
             })
             .collect();
-        let n = rows.len();
-        let csv = csv_of(
-            &[
-                "case_id",
-                "applicant_unit",
-                "recipient_name",
-                "resident_id_number",
-                "category",
-                "requested_yuan",
-                "approved_yuan",
-                "state",
-                "over_cap",
-                "submitted_date",
-                "petitioned_again",
-            ],
-            rows,
-        )?;
-        Ok(pb::ExportCasesResponse {
-            csv,
-            rows: i64_of(n as u64),
-        })
+        Ok(rows)
     }
 
     async fn export_payments(
@@ -403,7 +439,7 @@ impl ReportApi {
             .collect();
         let n = rows.len();
         let csv = csv_of(
-            &[
+            Some(&[
                 "payment_id",
                 "case_id",
                 "amount_yuan",
@@ -415,7 +451,7 @@ impl ReportApi {
                 "receiving_unit",
                 "bank_name",
                 "bank_account",
-            ],
+            ]),
             rows,
         )?;
         Ok(pb::ExportPaymentsResponse {
@@ -448,30 +484,8 @@ impl ReportApi {
             }
         }
         let mut rows = Vec::new();
-        let mut totals = (
-            Money::ZERO,
-            Money::ZERO,
-            0u64,
-            0u64,
-            Money::ZERO,
-            0u64,
-            0i128,
-            0u64,
-            0u64,
-        );
         for d in &districts {
             let (ind, s) = self.figures(d, year).await?;
-            let add = |a: Money, b: Money| a.checked_add(b).unwrap_or(a);
-            totals.0 = add(totals.0, ind.budget.allocated);
-            totals.1 = add(totals.1, ind.budget.paid);
-            totals.2 += ind.paid_cases;
-            totals.3 += u64::from(ind.target_case_count);
-            totals.4 = add(totals.4, ind.amounts.total);
-            totals.5 += ind.amounts.cases;
-            totals.6 += i128::from(ind.submission_to_payment.mean_secs)
-                * i128::from(ind.submission_to_payment.count);
-            totals.7 += ind.submission_to_payment.count;
-            totals.8 += ind.re_petitions;
             rows.push(pb::DistrictComparison {
                 district_id: ind.district_id.clone(),
                 district_name: ind.district_name.clone(),
@@ -484,41 +498,72 @@ impl ReportApi {
                 mean_seconds_to_payment: ind.submission_to_payment.mean_secs,
                 re_petition_rate_bp: i32_of(ind.re_petition_rate_bp()),
                 grade: s.grade.to_owned(),
+                amount_total_fen: ind.amounts.total.fen(),
+                amount_cases: i64_of(ind.amounts.cases),
+                timed_payments: i64_of(ind.submission_to_payment.count),
+                re_petitions: i64_of(ind.re_petitions),
             });
         }
-        let (allocated, paid, paid_cases, target, amount_total, amount_cases, secs, secs_n, re) =
-            totals;
-        let rate = |part: u64, whole: u64| i32_of(relief_domain::report::rate_bp(part, whole));
-        let city_total = pb::DistrictComparison {
-            district_id: String::new(),
-            district_name: "全市合计".to_owned(),
-            allocated_fen: allocated.fen(),
-            paid_fen: paid.fen(),
-            execution_rate_bp: rate(
-                u64::try_from(paid.fen()).unwrap_or(0),
-                u64::try_from(allocated.fen()).unwrap_or(0),
-            ),
-            paid_cases: i64_of(paid_cases),
-            target_case_count: i32::try_from(target).unwrap_or(i32::MAX),
-            mean_amount_fen: if amount_cases == 0 {
-                0
-            } else {
-                amount_total.fen() / i64_of(amount_cases)
-            },
-            mean_seconds_to_payment: if secs_n == 0 {
-                0
-            } else {
-                i64::try_from(secs / i128::from(secs_n)).unwrap_or(0)
-            },
-            re_petition_rate_bp: rate(re, paid_cases),
-            grade: String::new(),
-        };
+        let city_total = city_total(&rows);
 
         Ok(pb::GetCityComparisonResponse {
             districts: rows,
             city_total: Some(city_total),
             missing_district_ids: Vec::new(),
         })
+    }
+}
+
+/// The city's totals over the districts' rows: sums of money and cases, and rates and means
+/// recomputed from the sums (not averaged from the districts' rates). The backends and the
+/// gateway, which merges the rows of several backends, both total this way.
+pub fn city_total(rows: &[pb::DistrictComparison]) -> pb::DistrictComparison {
+    let sum = |f: fn(&pb::DistrictComparison) -> i64| {
+        rows.iter().fold(0i64, |acc, r| acc.saturating_add(f(r)))
+    };
+    let allocated = sum(|r| r.allocated_fen);
+    let paid = sum(|r| r.paid_fen);
+    let paid_cases = sum(|r| r.paid_cases);
+    let target = sum(|r| i64::from(r.target_case_count));
+    let amount_total = sum(|r| r.amount_total_fen);
+    let amount_cases = sum(|r| r.amount_cases);
+    let timed = sum(|r| r.timed_payments);
+    let re_petitions = sum(|r| r.re_petitions);
+    let seconds: i128 = rows
+        .iter()
+        .map(|r| i128::from(r.mean_seconds_to_payment) * i128::from(r.timed_payments))
+        .sum();
+    let unsigned = |v: i64| u64::try_from(v).unwrap_or(0);
+    let rate = |part: i64, whole: i64| {
+        i32_of(relief_domain::report::rate_bp(
+            unsigned(part),
+            unsigned(whole),
+        ))
+    };
+    pb::DistrictComparison {
+        district_id: String::new(),
+        district_name: "全市合计".to_owned(),
+        allocated_fen: allocated,
+        paid_fen: paid,
+        execution_rate_bp: rate(paid, allocated),
+        paid_cases,
+        target_case_count: i32::try_from(target).unwrap_or(i32::MAX),
+        mean_amount_fen: if amount_cases == 0 {
+            0
+        } else {
+            amount_total / amount_cases
+        },
+        mean_seconds_to_payment: if timed == 0 {
+            0
+        } else {
+            i64::try_from(seconds / i128::from(timed)).unwrap_or(0)
+        },
+        re_petition_rate_bp: rate(re_petitions, paid_cases),
+        grade: String::new(),
+        amount_total_fen: amount_total,
+        amount_cases,
+        timed_payments: timed,
+        re_petitions,
     }
 }
 
@@ -548,6 +593,29 @@ impl ReportService for ReportApi {
     ) -> Result<Response<pb::ExportCasesResponse>, Status> {
         handle!(self, request, export_cases)
     }
+    type StreamCaseExportStream = futures::stream::Iter<
+        std::iter::Map<
+            std::vec::IntoIter<pb::StreamCaseExportResponse>,
+            fn(pb::StreamCaseExportResponse) -> Result<pb::StreamCaseExportResponse, Status>,
+        >,
+    >;
+
+    async fn stream_case_export(
+        &self,
+        request: Request<pb::StreamCaseExportRequest>,
+    ) -> Result<Response<Self::StreamCaseExportStream>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let chunks = self
+            .case_export_chunks(caller, request.into_inner())
+            .await
+            .map_err(Status::from)?;
+        let ok: fn(pb::StreamCaseExportResponse) -> Result<pb::StreamCaseExportResponse, Status> =
+            Ok;
+        Ok(Response::new(futures::stream::iter(
+            chunks.into_iter().map(ok),
+        )))
+    }
+
     async fn export_payments(
         &self,
         request: Request<pb::ExportPaymentsRequest>,

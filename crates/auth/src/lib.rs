@@ -2,6 +2,7 @@
 //! handlers read, and mints tokens for development and tests. Knows no gRPC and no database;
 //! the API crate's interceptor calls [`Verifier::verify`] and maps [`Error`] to a status.
 
+mod call;
 mod claims;
 mod error;
 mod minter;
@@ -10,6 +11,7 @@ mod verifier;
 #[cfg(test)]
 mod tests;
 
+pub use call::{CallError, DISTRICT_HEADER, bearer_token, call_district};
 pub use claims::{CITY_SCOPE, Claims, MAX_NAME_CHARS, Scope};
 pub use error::Error;
 /// Re-exported so callers configure algorithms without depending on `jsonwebtoken`.

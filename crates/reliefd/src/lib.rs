@@ -19,6 +19,7 @@ use relief_api::{
 };
 use relief_auth::Verifier;
 use relief_domain::{Clock, Role, Subject, SystemClock};
+use relief_observe::{MetricsEndpoint, ObserveLayer, metrics_endpoint, names};
 use relief_proto::v1::approval_service_server::ApprovalServiceServer;
 use relief_proto::v1::audit_service_server::AuditServiceServer;
 use relief_proto::v1::case_service_server::CaseServiceServer;
@@ -39,6 +40,7 @@ pub use settings::Settings;
 pub struct Application {
     settings: Settings,
     listener: TcpListener,
+    metrics: Option<MetricsEndpoint>,
     store: Store,
     clock: Arc<dyn Clock>,
     verifier: Arc<Verifier>,
@@ -133,9 +135,14 @@ impl Application {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("binding {}", settings.server.listen))?;
+        let metrics = match settings.server.metrics_listen {
+            Some(addr) => Some(metrics_endpoint(addr).await?),
+            None => None,
+        };
         Ok(Application {
             settings,
             listener,
+            metrics,
             store,
             clock,
             verifier,
@@ -146,6 +153,11 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or(self.settings.server.listen)
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|m| m.local_addr().ok())
     }
 
     pub fn store(&self) -> Store {
@@ -216,8 +228,18 @@ impl Application {
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
         let addr = self.local_addr();
+        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics = self.metrics.map(|m| {
+            tokio::spawn(m.serve(async {
+                let _ = metrics_stopped.await;
+            }))
+        });
+        let pool_gauges = tokio::spawn(report_pool_use(self.store.clone()));
+
         let router = Server::builder()
+            .tcp_nodelay(true)
             .timeout(Duration::from_millis(s.request_timeout_ms))
+            .layer(ObserveLayer::new("backend"))
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
                 s.concurrency_limit,
             ))
@@ -243,13 +265,36 @@ impl Application {
         tracing::info!("shutting down");
         let _ = stop_tx.send(());
         let grace = Duration::from_millis(s.shutdown_grace_ms);
-        match tokio::time::timeout(grace, server).await {
-            Ok(joined) => joined.context("server task")?.context("server")?,
-            Err(_) => tracing::warn!(
-                grace_ms = s.shutdown_grace_ms,
-                "grace period over, stopping with calls in flight"
-            ),
+        let result = match tokio::time::timeout(grace, server).await {
+            Ok(joined) => joined.context("server task")?.context("server"),
+            Err(_) => {
+                tracing::warn!(
+                    grace_ms = s.shutdown_grace_ms,
+                    "grace period over, stopping with calls in flight"
+                );
+                Ok(())
+            }
+        };
+        pool_gauges.abort();
+        let _ = metrics_stop.send(());
+        if let Some(m) = metrics {
+            let _ = m.await;
         }
-        Ok(())
+        result
+    }
+}
+
+/// How often the database pool's use is sampled for the metrics.
+const POOL_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Samples the database pool into gauges, until the task is dropped.
+async fn report_pool_use(store: Store) {
+    let mut every = tokio::time::interval(POOL_SAMPLE_EVERY);
+    loop {
+        every.tick().await;
+        let p = store.pool_status();
+        for (state, n) in [("in_use", p.in_use), ("idle", p.idle), ("max", p.max)] {
+            metrics::gauge!(names::DB_POOL, "state" => state).set(f64::from(n));
+        }
     }
 }

@@ -30,6 +30,9 @@ struct Cli {
 enum Command {
     /// Apply migrations and serve gRPC until SIGINT or SIGTERM.
     Serve,
+    /// Serve the city gateway (the `[gateway]` section) until SIGINT or SIGTERM: one address
+    /// that routes each call to the backend serving its district.
+    Gateway,
     /// Apply database migrations and exit.
     Migrate,
     /// Rebuild Wangcheng's 2022 year on a temporary database through the gRPC interface
@@ -120,6 +123,20 @@ fn main() -> ExitCode {
             Command::Serve => {
                 let app = Application::build(settings).await?;
                 app.run_until_stopped(shutdown_signal()).await
+            }
+            Command::Gateway => {
+                let gateway = settings
+                    .gateway
+                    .clone()
+                    .ok_or_else(|| settings::Error::Invalid {
+                        field: "gateway".to_owned(),
+                        reason: "`reliefd gateway` needs a [gateway] section".to_owned(),
+                    })?;
+                let verifier = std::sync::Arc::new(relief_auth::Verifier::new(
+                    settings.auth.verifier_config()?,
+                )?);
+                let gateway = relief_gateway::Gateway::build(gateway, verifier).await?;
+                gateway.run_until_stopped(shutdown_signal()).await
             }
             Command::Migrate => {
                 let store = reliefd::open_store(&settings).await?;

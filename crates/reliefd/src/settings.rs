@@ -27,7 +27,7 @@ pub const DEV_KID: &str = "relief-dev-1";
 
 /// The sections `RELIEF_*` variables may set; others (`RELIEF_CONFIG`, the test suite's
 /// `RELIEF_TEST_*`) are not settings.
-const SECTIONS: [&str; 4] = ["server_", "database_", "auth_", "log_"];
+const SECTIONS: [&str; 5] = ["server_", "database_", "auth_", "log_", "gateway_"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +40,9 @@ pub struct Settings {
     /// Districts declared by configuration, created at start-up when missing.
     #[serde(default)]
     pub districts: Vec<DistrictSeed>,
+    /// The city gateway (`reliefd gateway`): its port, limits and routing table.
+    #[serde(default)]
+    pub gateway: Option<relief_gateway::GatewaySettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +55,9 @@ pub struct ServerSettings {
     pub shutdown_grace_ms: u64,
     /// Largest page a List call returns.
     pub max_page_size: u32,
+    /// Where `/metrics` (Prometheus text) is served; none when absent.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -286,6 +292,9 @@ impl Settings {
             ));
         }
         self.auth.verifier_config()?;
+        if let Some(g) = &self.gateway {
+            g.routing_table().map_err(|e| invalid("gateway", e.0))?;
+        }
         for (i, dist) in self.districts.iter().enumerate() {
             dist.to_domain().map_err(|e| match e {
                 Error::Invalid { field, reason } => {

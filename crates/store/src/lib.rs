@@ -49,6 +49,14 @@ impl Default for DbSettings {
     }
 }
 
+/// How many pooled database connections are busy, idle, and allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
@@ -93,6 +101,27 @@ impl Store {
             DbBackend::Sqlite => "sqlite",
             DbBackend::Postgres => "postgres",
             _ => "other",
+        }
+    }
+
+    /// The connection pool's use right now, for the operators' metrics.
+    pub fn pool_status(&self) -> PoolStatus {
+        let (open, idle, max) = match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                let p = self.db.get_postgres_connection_pool();
+                (p.size(), p.num_idle(), p.options().get_max_connections())
+            }
+            DbBackend::Sqlite => {
+                let p = self.db.get_sqlite_connection_pool();
+                (p.size(), p.num_idle(), p.options().get_max_connections())
+            }
+            _ => (0, 0, 0),
+        };
+        let idle = u32::try_from(idle).unwrap_or(u32::MAX);
+        PoolStatus {
+            in_use: open.saturating_sub(idle),
+            idle,
+            max,
         }
     }
 

@@ -12,6 +12,7 @@ mod concurrency;
 mod demo;
 mod districts;
 mod events;
+mod gateway;
 mod intake;
 mod payments;
 mod reports;

@@ -1,0 +1,35 @@
+//! What operators see of every call, the same on the backends and on the gateway.
+//!
+//! [`ObserveLayer`] wraps a whole gRPC server. For each call it makes sure an
+//! `x-request-id` is present (keeping the caller's, or making one), opens a tracing span
+//! carrying it so the handler's own log lines name it, and when the response's last frame
+//! has gone out (or the caller went away) writes one access-log line and records the call in
+//! the metrics: requests by method, status code and district, latency, and calls in flight.
+//! Whoever learns the call's district (the backend's token check, the gateway's router)
+//! writes it into the [`CallLabels`] found in the request's extensions.
+//!
+//! [`metrics_endpoint`] serves the process's metrics in the Prometheus text format, rendered
+//! by `metrics-exporter-prometheus`, on a port of its own.
+
+mod body;
+mod endpoint;
+mod layer;
+
+pub use endpoint::{MetricsEndpoint, metrics_endpoint};
+pub use layer::{CallLabels, Observe, ObserveLayer, REQUEST_ID_HEADER};
+
+/// Metric names, so dashboards and tests spell them the same way.
+pub mod names {
+    /// Counter: finished calls, labelled `service`, `method`, `code`, `district`.
+    pub const REQUESTS: &str = "relief_grpc_requests_total";
+    /// Histogram (seconds): call durations, labelled `service`, `method`, `district`.
+    pub const DURATION: &str = "relief_grpc_request_duration_seconds";
+    /// Gauge: calls in flight, labelled `service`.
+    pub const IN_FLIGHT: &str = "relief_grpc_requests_in_flight";
+    /// Gauge: database connections, labelled `state` (`idle`, `in_use`, `max`).
+    pub const DB_POOL: &str = "relief_db_pool_connections";
+    /// Gauge: 1 when an upstream answers its health check, else 0; labelled `upstream`.
+    pub const UPSTREAM_UP: &str = "relief_gateway_upstream_up";
+    /// Counter: calls the gateway refused because a district's concurrency limit was full.
+    pub const DISTRICT_REJECTED: &str = "relief_gateway_district_rejected_total";
+}
