@@ -1026,3 +1026,23 @@ fn verifier_is_shareable_and_errors_read_well() {
         "unsupported token algorithm \"none\""
     );
 }
+
+#[test]
+fn a_remembered_token_does_not_vouch_for_another() {
+    let v = verifier();
+    let token = ed().mint(&officer_spec()).unwrap();
+    let first = v.verify(&token).unwrap();
+    // The second check of the same token is answered from memory, with the same claims.
+    assert_eq!(v.verify(&token).unwrap(), first);
+    assert_eq!(v.clone().verify(&token).unwrap(), first);
+    // The same header and payload with another signature is checked afresh and refused.
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let mut forged_sig = signature.as_bytes().to_vec();
+    forged_sig[0] = if forged_sig[0] == b'A' { b'B' } else { b'A' };
+    let forged = format!("{signed}.{}", String::from_utf8(forged_sig).unwrap());
+    assert_eq!(v.verify(&forged), Err(Error::BadSignature));
+    // So is a payload changed under the remembered signature.
+    let mut claims = raw_claims();
+    claims["roles"] = serde_json::json!(["district_admin"]);
+    assert_eq!(v.verify(&tamper(&token, &claims)), Err(Error::BadSignature));
+}

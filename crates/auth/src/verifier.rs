@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,6 +15,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicK
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 
 use crate::Error;
 use crate::claims::{Claims, WireClaims};
@@ -87,7 +89,12 @@ pub struct Verifier {
     hs256: Option<DecodingKey>,
     /// Everything but `algorithms`, which is set per token to the header's one algorithm.
     validation: Validation,
+    /// Tokens already verified, by SHA-256, shared by every clone.
+    verified: Arc<Mutex<HashMap<[u8; 32], Claims>>>,
 }
+
+/// How many verified tokens are remembered; when full, the memory starts afresh.
+pub const VERIFIED_CACHE_ENTRIES: usize = 10_000;
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -202,12 +209,49 @@ impl Verifier {
             keys,
             hs256,
             validation,
+            verified: Arc::default(),
         })
     }
 
     /// Verifies the signature, `exp`, `nbf`, `iss` and `aud`, then checks the claim rules.
     /// `token` is the bare compact JWS, without a `Bearer ` prefix.
+    ///
+    /// A token that passed is remembered (by its SHA-256) until it expires, so a client
+    /// calling many times with one token pays for the signature check once. The
+    /// configuration cannot change under a `Verifier`, so the outcome of a check cannot
+    /// either, except through time, which is checked again on every call.
     pub fn verify(&self, token: &str) -> Result<Claims, Error> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Error::MalformedToken);
+        }
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = jsonwebtoken::get_current_timestamp();
+        let leeway = self.validation.leeway;
+        let expired = |c: &Claims| {
+            u64::try_from(c.expires_at()).map_or(true, |exp| exp.saturating_add(leeway) < now)
+        };
+        if let Ok(mut cache) = self.verified.lock()
+            && let Some(claims) = cache.get(&key)
+        {
+            if !expired(claims) {
+                return Ok(claims.clone());
+            }
+            cache.remove(&key);
+            return Err(Error::Expired);
+        }
+        let claims = self.verify_uncached(token)?;
+        if !expired(&claims)
+            && let Ok(mut cache) = self.verified.lock()
+        {
+            if cache.len() >= VERIFIED_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(key, claims.clone());
+        }
+        Ok(claims)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<Claims, Error> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(Error::MalformedToken);
         }

@@ -1,7 +1,12 @@
 //! `relief-bench`: measurements anyone can rerun on their own machine. `report` builds a
 //! district with many cases and their full history (decisions, payments, follow-ups, ledger)
 //! directly in the database, starts the real server on it, and times `GetIndicators` and
-//! `RenderSelfEvaluation` over gRPC on SQLite and, when a URL is given, PostgreSQL.
+//! `RenderSelfEvaluation` over gRPC on SQLite and, when a URL is given, PostgreSQL. `gateway`
+//! measures the same call direct to a backend and through the gateway.
+
+mod gateway;
+mod load;
+mod procs;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +47,8 @@ enum Command {
         #[arg(long, env = "RELIEF_BENCH_POSTGRES_URL")]
         postgres: Option<String>,
     },
+    /// What the gateway adds: one call, direct and through the gateway, in one run.
+    Gateway(gateway::GatewayArgs),
 }
 
 const DISTRICT: &str = "430112";
@@ -93,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Gateway(args) => gateway::gateway(args).await,
     }
 }
 

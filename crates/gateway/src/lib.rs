@@ -24,9 +24,9 @@ use http::{HeaderName, HeaderValue, Method};
 use relief_auth::{DISTRICT_HEADER, Verifier};
 use relief_observe::{MetricsEndpoint, ObserveLayer, REQUEST_ID_HEADER, metrics_endpoint};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use config::{ConfigError, CorsSettings, GatewaySettings, UpstreamSettings};
@@ -140,7 +140,6 @@ impl Gateway {
         let routes = Routes::from(axum::Router::new().fallback_service(proxy)).add_service(health);
         let router = Server::builder()
             .accept_http1(true)
-            .tcp_nodelay(true)
             .timeout(Duration::from_millis(s.request_timeout_ms))
             .layer(cors_layer(&s.cors)?)
             .layer(tonic_web::GrpcWebLayer::new())
@@ -148,7 +147,8 @@ impl Gateway {
             .add_routes(routes);
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let incoming = TcpListenerStream::new(self.listener);
+        // Small answers go out at once: no Nagle delay waiting for the client's ACK.
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
             let _ = stop_rx.await;
         }));

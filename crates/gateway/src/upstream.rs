@@ -41,7 +41,6 @@ impl Upstream {
                             .tcp_nodelay(true)
                             .http2_keep_alive_interval(Duration::from_secs(30))
                             .keep_alive_while_idle(true)
-                            .http2_adaptive_window(true)
                     })
                     .map_err(|e| ConfigError(format!("upstream {}: {a}: {e}", settings.name)))
             })

@@ -30,9 +30,9 @@ use relief_proto::v1::ledger_service_server::LedgerServiceServer;
 use relief_proto::v1::report_service_server::ReportServiceServer;
 use relief_store::{Actor, DbSettings, Store};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 pub use settings::Settings;
 
@@ -237,7 +237,6 @@ impl Application {
         let pool_gauges = tokio::spawn(report_pool_use(self.store.clone()));
 
         let router = Server::builder()
-            .tcp_nodelay(true)
             .timeout(Duration::from_millis(s.request_timeout_ms))
             .layer(ObserveLayer::new("backend"))
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
@@ -256,7 +255,8 @@ impl Application {
             .add_service(reports);
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let incoming = TcpListenerStream::new(self.listener);
+        // Small answers go out at once: no Nagle delay waiting for the client's ACK.
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
             let _ = stop_rx.await;
         }));

@@ -33,6 +33,16 @@ enum Command {
     /// Serve the city gateway (the `[gateway]` section) until SIGINT or SIGTERM: one address
     /// that routes each call to the backend serving its district.
     Gateway,
+    /// Ask a relief server's (or gateway's) gRPC health service whether it is serving; exit
+    /// 0 if it is, 1 if not. For container health checks.
+    Probe {
+        /// The server's address.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        addr: String,
+        /// How long to wait for the answer, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Rebuild Wangcheng's 2022 year on a temporary database through the gRPC interface
@@ -104,8 +114,11 @@ fn main() -> ExitCode {
             }
         };
     }
-    // The demo prints a report; its server stays quiet unless RUST_LOG asks otherwise.
-    if !matches!(cli.command, Command::Demo { .. }) || std::env::var_os("RUST_LOG").is_some() {
+    // The demo prints a report and the probe an answer; they stay quiet unless RUST_LOG asks
+    // otherwise.
+    if !matches!(cli.command, Command::Demo { .. } | Command::Probe { .. })
+        || std::env::var_os("RUST_LOG").is_some()
+    {
         telemetry::init(&settings.log);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -137,6 +150,9 @@ fn main() -> ExitCode {
                 )?);
                 let gateway = relief_gateway::Gateway::build(gateway, verifier).await?;
                 gateway.run_until_stopped(shutdown_signal()).await
+            }
+            Command::Probe { addr, timeout_ms } => {
+                probe(&addr, std::time::Duration::from_millis(timeout_ms)).await
             }
             Command::Migrate => {
                 let store = reliefd::open_store(&settings).await?;
@@ -205,6 +221,32 @@ fn mint(
         not_before: None,
     };
     Ok(minter.mint(&spec)?)
+}
+
+/// Asks `addr`'s health service about the whole server; an error unless it is serving.
+async fn probe(addr: &str, timeout: std::time::Duration) -> anyhow::Result<()> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let channel = tonic::transport::Endpoint::from_shared(addr.to_owned())?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect()
+        .await?;
+    let answer = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?
+        .into_inner();
+    let status = ServingStatus::try_from(answer.status).unwrap_or(ServingStatus::Unknown);
+    if status == ServingStatus::Serving {
+        println!("{addr}: serving");
+        Ok(())
+    } else {
+        anyhow::bail!("{addr}: {}", status.as_str_name())
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
