@@ -12,6 +12,7 @@ mod districts;
 pub mod error;
 pub mod paging;
 pub mod reports;
+mod sync;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ pub use disbursements::{DisbursementApi, FollowUpApi, LedgerApi};
 pub use districts::DistrictApi;
 use error::{ApiError, ApiResult};
 pub use reports::ReportApi;
+pub use sync::SyncApi;
 
 /// The longest request id a client may send.
 pub const MAX_REQUEST_ID_CHARS: usize = 64;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use relief_api::{
     ApiContext, ApprovalApi, AuditApi, AuthInterceptor, CaseApi, DisbursementApi, DistrictApi,
-    FollowUpApi, LedgerApi, ReportApi,
+    FollowUpApi, LedgerApi, ReportApi, SyncApi,
 };
 use relief_auth::Verifier;
 use relief_domain::{Clock, Role, Subject, SystemClock};
@@ -28,6 +28,7 @@ use relief_proto::v1::district_service_server::DistrictServiceServer;
 use relief_proto::v1::follow_up_service_server::FollowUpServiceServer;
 use relief_proto::v1::ledger_service_server::LedgerServiceServer;
 use relief_proto::v1::report_service_server::ReportServiceServer;
+use relief_proto::v1::sync_service_server::SyncServiceServer;
 use relief_store::{Actor, DbSettings, Store};
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
@@ -192,7 +193,11 @@ impl Application {
         let disbursements = service!(DisbursementServiceServer, DisbursementApi::new(ctx.clone()));
         let ledger = service!(LedgerServiceServer, LedgerApi::new(ctx.clone()));
         let follow_ups = service!(FollowUpServiceServer, FollowUpApi::new(ctx.clone()));
-        let reports = service!(ReportServiceServer, ReportApi::new(ctx));
+        let reports = service!(ReportServiceServer, ReportApi::new(ctx.clone()));
+        let sync = service!(
+            SyncServiceServer,
+            SyncApi::new(ctx, Duration::from_millis(s.watch_poll_ms))
+        );
 
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter
@@ -218,6 +223,9 @@ impl Application {
             .await;
         health_reporter
             .set_serving::<ReportServiceServer<ReportApi>>()
+            .await;
+        health_reporter
+            .set_serving::<SyncServiceServer<SyncApi>>()
             .await;
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -252,7 +260,8 @@ impl Application {
             .add_service(disbursements)
             .add_service(ledger)
             .add_service(follow_ups)
-            .add_service(reports);
+            .add_service(reports)
+            .add_service(sync);
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         // Small answers go out at once: no Nagle delay waiting for the client's ACK.

@@ -58,6 +58,21 @@ pub struct ServerSettings {
     /// Where `/metrics` (Prometheus text) is served; none when absent.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// How often a change-feed watcher with nothing new looks again for changes committed
+    /// by other replicas on the same database.
+    #[serde(default = "default_watch_poll_ms")]
+    pub watch_poll_ms: u64,
+    /// How long request ids (and their answers) are kept for retries, in days.
+    #[serde(default = "default_request_id_retention_days")]
+    pub request_id_retention_days: u32,
+}
+
+fn default_watch_poll_ms() -> u64 {
+    1_000
+}
+
+fn default_request_id_retention_days() -> u32 {
+    7
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -63,6 +63,8 @@ pub struct Store {
     /// SQLite allows one writer at a time and ignores `FOR UPDATE`; writers queue here
     /// instead of failing with "database is locked".
     sqlite_writer: Option<Arc<Mutex<()>>>,
+    /// Woken after every commit, for change-feed watchers in this process.
+    committed: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -87,7 +89,11 @@ impl Store {
             DbBackend::Sqlite => Some(Arc::new(Mutex::new(()))),
             _ => None,
         };
-        Ok(Store { db, sqlite_writer })
+        Ok(Store {
+            db,
+            sqlite_writer,
+            committed: Arc::default(),
+        })
     }
 
     /// Applies every pending migration.
@@ -102,6 +108,23 @@ impl Store {
             DbBackend::Postgres => "postgres",
             _ => "other",
         }
+    }
+
+    /// Resolves after the next commit made through this store (in this process). Create the
+    /// future before reading, then await it when the read found nothing new; writes by other
+    /// processes on the same database are not signalled, so watchers poll as well.
+    pub fn committed(&self) -> tokio::sync::futures::OwnedNotified {
+        self.committed.clone().notified_owned()
+    }
+
+    /// The district's events after `after_seq`, oldest first, at most `limit`.
+    pub async fn events_after(
+        &self,
+        district: &relief_domain::DistrictId,
+        after_seq: i64,
+        limit: u64,
+    ) -> Result<Vec<EventRecord>> {
+        reads::events_after(&self.db, district, after_seq, limit).await
     }
 
     /// The connection pool's use right now, for the operators' metrics.

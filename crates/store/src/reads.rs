@@ -198,3 +198,22 @@ impl Store {
         })
     }
 }
+
+/// The district's events after `after_seq`, oldest first, at most `limit`.
+pub(crate) async fn events_after<C: ConnectionTrait>(
+    db: &C,
+    district: &DistrictId,
+    after_seq: i64,
+    limit: u64,
+) -> Result<Vec<EventRecord>> {
+    Ok(event::Entity::find()
+        .filter(event::Column::DistrictId.eq(district.as_str()))
+        .filter(event::Column::Seq.gt(after_seq))
+        .order_by_asc(event::Column::Seq)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(EventRecord::from_row)
+        .collect())
+}

@@ -13,6 +13,8 @@ use sea_orm::{
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
 use tokio::sync::OwnedMutexGuard;
 
 use crate::entity::{case, district, event, request_id, rules_version};
@@ -70,6 +72,7 @@ struct PendingEvent {
 pub struct WriteTx {
     txn: DatabaseTransaction,
     _writer: Option<OwnedMutexGuard<()>>,
+    committed: Arc<tokio::sync::Notify>,
     actor: Actor,
     request_id: Option<String>,
     now: DateTime<Utc>,
@@ -121,6 +124,7 @@ impl Store {
         Ok(WriteTx {
             txn,
             _writer: writer,
+            committed: self.committed.clone(),
             actor,
             request_id,
             now: now.trunc_subsecs(6),
@@ -291,6 +295,7 @@ impl WriteTx {
                 .map_err(|e| Error::on_insert(e, "request_id"))?;
         }
         self.txn.commit().await?;
+        self.committed.notify_waiters();
         Ok(())
     }
 

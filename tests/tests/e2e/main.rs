@@ -16,5 +16,6 @@ mod gateway;
 mod intake;
 mod payments;
 mod reports;
+mod sync;
 mod tenancy;
 mod validation;

@@ -1,0 +1,259 @@
+//! The change feed: a district's event log read in commit order after a cursor, for the
+//! systems that keep copies of relief's data. The log is written in the same transaction as
+//! every change, and each district's sequence numbers are assigned under the district's write
+//! lock, so reading `seq > cursor` in order misses nothing and repeats nothing.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+use relief_domain::case::mask_account;
+use relief_domain::{DistrictId, ResidentId, Role};
+use relief_proto::v1 as pb;
+use relief_proto::v1::sync_service_server::SyncService;
+use relief_store::EventRecord;
+use serde_json::Value;
+use tonic::{Request, Response, Status};
+
+use crate::ApiContext;
+use crate::auth::Caller;
+use crate::convert::timestamp;
+use crate::error::{ApiError, ApiResult};
+use crate::paging::{decode_token, encode_token};
+
+/// Changes read from the database at once by a watcher.
+const WATCH_BATCH: u64 = 500;
+/// Changes buffered for a slow watcher before reading waits for it.
+const WATCH_BUFFER: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct SyncApi {
+    ctx: ApiContext,
+    /// How often a watcher with nothing new looks again, for changes committed by other
+    /// processes on the same database (this process's commits wake it at once).
+    poll_every: Duration,
+}
+
+impl SyncApi {
+    pub fn new(ctx: ApiContext, poll_every: Duration) -> Self {
+        Self { ctx, poll_every }
+    }
+
+    /// The district whose feed the caller may read: sync clients and auditors only.
+    fn feed_district(caller: &Caller) -> ApiResult<DistrictId> {
+        if !(caller.has_role(Role::SyncClient) || caller.has_role(Role::Auditor)) {
+            return Err(ApiError::denied(
+                "the change feed is for sync clients and auditors",
+            ));
+        }
+        Ok(caller.district()?.clone())
+    }
+
+    async fn start(&self, caller: &Caller, after_cursor: &str) -> ApiResult<(DistrictId, i64)> {
+        let district = Self::feed_district(caller)?;
+        if self.ctx.store.district(&district).await?.is_none() {
+            return Err(ApiError::NotFound("district"));
+        }
+        let seq = decode_cursor(&district, after_cursor)?;
+        Ok((district, seq))
+    }
+
+    async fn list(
+        &self,
+        caller: Caller,
+        req: pb::ListChangesRequest,
+    ) -> ApiResult<pb::ListChangesResponse> {
+        let (district, after) = self.start(&caller, &req.after_cursor).await?;
+        let limit = self.ctx.page_size(req.page_size)?;
+        let reveal = caller.sees_personal_data();
+        let events = self
+            .ctx
+            .store
+            .events_after(&district, after, limit)
+            .await?;
+        let next_cursor = match events.last() {
+            Some(last) => cursor(&district, last.seq),
+            None => req.after_cursor,
+        };
+        Ok(pb::ListChangesResponse {
+            changes: events
+                .into_iter()
+                .map(|e| change(&district, e, reveal))
+                .collect(),
+            next_cursor,
+        })
+    }
+}
+
+fn cursor(district: &DistrictId, seq: i64) -> String {
+    encode_token("change", &format!("{district}:{seq}"))
+}
+
+/// The sequence number after which to read; 0 for the beginning.
+fn decode_cursor(district: &DistrictId, token: &str) -> ApiResult<i64> {
+    let bad = || ApiError::invalid("after_cursor", "is not a cursor of this district's feed");
+    let Some(c) = decode_token("change", token).map_err(|_| bad())? else {
+        return Ok(0);
+    };
+    let (d, seq) = c.split_once(':').ok_or_else(bad)?;
+    if d != district.as_str() {
+        return Err(bad());
+    }
+    seq.parse::<i64>().ok().filter(|s| *s >= 0).ok_or_else(bad)
+}
+
+fn change(district: &DistrictId, e: EventRecord, reveal: bool) -> pb::Change {
+    let state_json = e
+        .after_json
+        .map(|json| {
+            if reveal {
+                return json;
+            }
+            match serde_json::from_str::<Value>(&json) {
+                Ok(mut v) => {
+                    mask_personal(&mut v);
+                    v.to_string()
+                }
+                // Not JSON: nothing in it can be told apart, so nothing of it is shown.
+                Err(_) => String::new(),
+            }
+        })
+        .unwrap_or_default();
+    pb::Change {
+        cursor: cursor(district, e.seq),
+        district_id: district.to_string(),
+        sequence: e.seq,
+        resource_type: e.resource_type,
+        resource_id: e.resource_id,
+        action: e.action,
+        state_json,
+        commit_time: Some(timestamp(e.occurred_at)),
+        actor_subject: e.actor_subject,
+        actor_name: e.actor_name,
+        actor_role: e.actor_role,
+        request_id: e.request_id.unwrap_or_default(),
+    }
+}
+
+/// Masks resident ID numbers and bank accounts wherever they appear in a recorded state, as
+/// the case and payment calls mask them for the same roles.
+fn mask_personal(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                match (key.as_str(), &*value) {
+                    ("resident_id", Value::String(s)) => {
+                        let masked = ResidentId::parse(s)
+                            .map(|r| r.masked())
+                            .unwrap_or_else(|_| "*".repeat(s.chars().count()));
+                        *value = Value::String(masked);
+                    }
+                    ("bank_account", Value::String(s)) => {
+                        *value = Value::String(mask_account(s));
+                    }
+                    _ => mask_personal(value),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(mask_personal),
+        _ => {}
+    }
+}
+
+type ChangeStream = Pin<Box<dyn Stream<Item = Result<pb::WatchChangesResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl SyncService for SyncApi {
+    async fn list_changes(
+        &self,
+        request: Request<pb::ListChangesRequest>,
+    ) -> Result<Response<pb::ListChangesResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        Ok(Response::new(self.list(caller, request.into_inner()).await?))
+    }
+
+    type WatchChangesStream = ChangeStream;
+
+    async fn watch_changes(
+        &self,
+        request: Request<pb::WatchChangesRequest>,
+    ) -> Result<Response<ChangeStream>, Status> {
+        let caller = Caller::from_request(&request)?;
+        let (district, mut seq) = self
+            .start(&caller, &request.get_ref().after_cursor)
+            .await?;
+        let reveal = caller.sees_personal_data();
+        let store = self.ctx.store.clone();
+        let poll_every = self.poll_every;
+        let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BUFFER);
+        tokio::spawn(async move {
+            loop {
+                // Registered before reading, so a commit between the read and the wait
+                // still wakes this watcher.
+                let committed = store.committed();
+                let batch = match store.events_after(&district, seq, WATCH_BATCH).await {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(ApiError::from(e)))).await;
+                        return;
+                    }
+                };
+                if batch.is_empty() {
+                    tokio::select! {
+                        () = committed => {}
+                        () = tokio::time::sleep(poll_every) => {}
+                        () = tx.closed() => return,
+                    }
+                    continue;
+                }
+                for e in batch {
+                    seq = e.seq;
+                    let item = pb::WatchChangesResponse {
+                        change: Some(change(&district, e, reveal)),
+                    };
+                    if tx.send(Ok(item)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn personal_data_is_masked_wherever_it_is() {
+        let mut v: Value = serde_json::json!({
+            "application": {
+                "recipient": {"name": "张三", "resident_id": "11010519491231002X"},
+                "receiving_unit": {"bank_name": "长沙银行", "bank_account": "6230880012345678"}
+            },
+            "payments": [{"bank_account": "6230880087654321"}],
+            "amount": 100
+        });
+        mask_personal(&mut v);
+        let text = v.to_string();
+        assert!(!text.contains("11010519491231002X"), "{text}");
+        assert!(!text.contains("6230880012345678"), "{text}");
+        assert!(!text.contains("6230880087654321"), "{text}");
+        assert!(text.contains("5678") && text.contains("4321") && text.contains("张三"));
+        assert_eq!(v["amount"], 100);
+    }
+
+    #[test]
+    fn cursors_belong_to_their_district() {
+        let a = DistrictId::parse("430112").unwrap();
+        let b = DistrictId::parse("430102").unwrap();
+        assert_eq!(decode_cursor(&a, "").unwrap(), 0);
+        assert_eq!(decode_cursor(&a, &cursor(&a, 42)).unwrap(), 42);
+        assert!(decode_cursor(&b, &cursor(&a, 42)).is_err());
+        assert!(decode_cursor(&a, "garbage").is_err());
+    }
+}
