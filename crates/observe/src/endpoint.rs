@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -22,8 +22,16 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The process's one recorder, installed by the first endpoint bound in it.
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+/// Held while installing, so that two endpoints bound at once install one recorder.
+static INSTALLING: Mutex<()> = Mutex::new(());
 
 fn handle() -> anyhow::Result<PrometheusHandle> {
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let _installing = INSTALLING
+        .lock()
+        .map_err(|_| anyhow::anyhow!("metrics recorder installation failed earlier"))?;
     if let Some(h) = HANDLE.get() {
         return Ok(h.clone());
     }
@@ -32,7 +40,6 @@ fn handle() -> anyhow::Result<PrometheusHandle> {
         .context("latency buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
-    // Two endpoints bound at once in one process: the first one's recorder is kept.
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
