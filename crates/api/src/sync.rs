@@ -66,11 +66,7 @@ impl SyncApi {
         let (district, after) = self.start(&caller, &req.after_cursor).await?;
         let limit = self.ctx.page_size(req.page_size)?;
         let reveal = caller.sees_personal_data();
-        let events = self
-            .ctx
-            .store
-            .events_after(&district, after, limit)
-            .await?;
+        let events = self.ctx.store.events_after(&district, after, limit).await?;
         let next_cursor = match events.last() {
             Some(last) => cursor(&district, last.seq),
             None => req.after_cursor,
@@ -169,7 +165,9 @@ impl SyncService for SyncApi {
         request: Request<pb::ListChangesRequest>,
     ) -> Result<Response<pb::ListChangesResponse>, Status> {
         let caller = Caller::from_request(&request)?;
-        Ok(Response::new(self.list(caller, request.into_inner()).await?))
+        Ok(Response::new(
+            self.list(caller, request.into_inner()).await?,
+        ))
     }
 
     type WatchChangesStream = ChangeStream;
@@ -179,9 +177,7 @@ impl SyncService for SyncApi {
         request: Request<pb::WatchChangesRequest>,
     ) -> Result<Response<ChangeStream>, Status> {
         let caller = Caller::from_request(&request)?;
-        let (district, mut seq) = self
-            .start(&caller, &request.get_ref().after_cursor)
-            .await?;
+        let (district, mut seq) = self.start(&caller, &request.get_ref().after_cursor).await?;
         let reveal = caller.sees_personal_data();
         let store = self.ctx.store.clone();
         let poll_every = self.poll_every;

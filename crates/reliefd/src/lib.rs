@@ -75,6 +75,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
             max_connections: db.max_connections,
             acquire_timeout_ms: db.acquire_timeout_ms,
             busy_timeout_ms: db.busy_timeout_ms,
+            request_id_retention_days: settings.server.request_id_retention_days,
         },
     )
     .await
@@ -243,6 +244,7 @@ impl Application {
             }))
         });
         let pool_gauges = tokio::spawn(report_pool_use(self.store.clone()));
+        let purge = tokio::spawn(purge_request_ids(self.store.clone(), self.clock.clone()));
 
         let router = Server::builder()
             .timeout(Duration::from_millis(s.request_timeout_ms))
@@ -285,11 +287,28 @@ impl Application {
             }
         };
         pool_gauges.abort();
+        purge.abort();
         let _ = metrics_stop.send(());
         if let Some(m) = metrics {
             let _ = m.await;
         }
         result
+    }
+}
+
+/// How often request ids past their retention are deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes request ids past their retention, at start and then hourly, until dropped.
+async fn purge_request_ids(store: Store, clock: Arc<dyn Clock>) {
+    let mut every = tokio::time::interval(PURGE_EVERY);
+    loop {
+        every.tick().await;
+        match store.purge_request_ids(clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "request ids past their retention removed"),
+            Err(e) => tracing::warn!(error = %e, "removing old request ids failed"),
+        }
     }
 }
 

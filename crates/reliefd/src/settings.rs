@@ -284,6 +284,18 @@ impl Settings {
                 "must be at most 600000",
             ));
         }
+        if !(1..=3_650).contains(&s.request_id_retention_days) {
+            return Err(invalid(
+                "server.request_id_retention_days",
+                "must be between 1 and 3650",
+            ));
+        }
+        if !(10..=600_000).contains(&s.watch_poll_ms) {
+            return Err(invalid(
+                "server.watch_poll_ms",
+                "must be between 10 and 600000",
+            ));
+        }
         if !(1..=10_000).contains(&s.max_page_size) {
             return Err(invalid(
                 "server.max_page_size",

@@ -37,6 +37,8 @@ pub struct DbSettings {
     pub acquire_timeout_ms: u64,
     /// How long SQLite waits on a lock held by another process before failing.
     pub busy_timeout_ms: u64,
+    /// How long a request id and its answer are kept for retries, in days.
+    pub request_id_retention_days: u32,
 }
 
 impl Default for DbSettings {
@@ -45,6 +47,7 @@ impl Default for DbSettings {
             max_connections: 16,
             acquire_timeout_ms: 5_000,
             busy_timeout_ms: 10_000,
+            request_id_retention_days: 7,
         }
     }
 }
@@ -65,6 +68,8 @@ pub struct Store {
     sqlite_writer: Option<Arc<Mutex<()>>>,
     /// Woken after every commit, for change-feed watchers in this process.
     committed: Arc<tokio::sync::Notify>,
+    /// How long request ids are kept.
+    request_id_retention: chrono::Duration,
 }
 
 impl Store {
@@ -93,6 +98,9 @@ impl Store {
             db,
             sqlite_writer,
             committed: Arc::default(),
+            request_id_retention: chrono::Duration::days(i64::from(
+                settings.request_id_retention_days,
+            )),
         })
     }
 
@@ -115,6 +123,13 @@ impl Store {
     /// processes on the same database are not signalled, so watchers poll as well.
     pub fn committed(&self) -> tokio::sync::futures::OwnedNotified {
         self.committed.clone().notified_owned()
+    }
+
+    /// Forgets the request ids (and stored answers) older than the retention at `now`;
+    /// returns how many were removed. Within the retention a retried call is answered from
+    /// them; after it, a request id counts as new.
+    pub async fn purge_request_ids(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+        write::purge_request_ids(&self.db, now - self.request_id_retention).await
     }
 
     /// The district's events after `after_seq`, oldest first, at most `limit`.

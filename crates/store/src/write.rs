@@ -73,6 +73,7 @@ pub struct WriteTx {
     txn: DatabaseTransaction,
     _writer: Option<OwnedMutexGuard<()>>,
     committed: Arc<tokio::sync::Notify>,
+    request_id_retention: chrono::Duration,
     actor: Actor,
     request_id: Option<String>,
     now: DateTime<Utc>,
@@ -125,12 +126,25 @@ impl Store {
             txn,
             _writer: writer,
             committed: self.committed.clone(),
+            request_id_retention: self.request_id_retention,
             actor,
             request_id,
             now: now.trunc_subsecs(6),
             events: Vec::new(),
         })
     }
+}
+
+/// Deletes the request ids stored before `cutoff`.
+pub(crate) async fn purge_request_ids(
+    db: &sea_orm::DatabaseConnection,
+    cutoff: DateTime<Utc>,
+) -> Result<u64> {
+    let done = request_id::Entity::delete_many()
+        .filter(request_id::Column::CreatedAt.lt(cutoff))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected)
 }
 
 fn to_json<T: Serialize>(what: &'static str, v: &T) -> Result<String> {
@@ -164,6 +178,13 @@ impl WriteTx {
         .await?;
         match found {
             None => Ok(None),
+            // Past the retention the id is forgotten, as the purge would have done.
+            Some(row) if row.created_at < self.now - self.request_id_retention => {
+                request_id::Entity::delete_by_id((row.scope, row.subject, row.request_id))
+                    .exec(&self.txn)
+                    .await?;
+                Ok(None)
+            }
             Some(row) if row.method == key.method && row.fingerprint == key.fingerprint => {
                 Ok(Some(row.response))
             }

@@ -16,6 +16,7 @@ mod gateway;
 mod intake;
 mod payments;
 mod reports;
+mod retries;
 mod sync;
 mod tenancy;
 mod validation;

@@ -19,13 +19,13 @@ use crate::approvals::{
 
 /// The finance section (财务科) of a district.
 #[derive(Clone)]
-struct Finance {
-    token: String,
-    pay: DisbursementServiceClient<Channel>,
-    ledger: LedgerServiceClient<Channel>,
+pub(crate) struct Finance {
+    pub(crate) token: String,
+    pub(crate) pay: DisbursementServiceClient<Channel>,
+    pub(crate) ledger: LedgerServiceClient<Channel>,
 }
 
-async fn finance(app: &TestApp, district: &str) -> Finance {
+pub(crate) async fn finance(app: &TestApp, district: &str) -> Finance {
     let ch = channel(app).await;
     Finance {
         token: app.token(
@@ -64,7 +64,7 @@ impl Finance {
             .unwrap())
     }
 
-    async fn create(&self, case_id: &str) -> Result<pb::Payment, Status> {
+    pub(crate) async fn create(&self, case_id: &str) -> Result<pb::Payment, Status> {
         self.create_with(&request_id(), case_id, "记账凭证-001", 0)
             .await
     }
