@@ -564,7 +564,7 @@ impl ApprovalApi {
             .await?
         {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         let before = visible(tx.case(&district, id).await?, &CaseVisibility::District)?;
         check_version(req.expected_version, &before)?;
@@ -630,7 +630,7 @@ impl ApprovalApi {
         }
         let mut tx = match self.ctx.begin(Some(&district), &caller, role, &key).await? {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         if ends_at <= tx.now() {
             return Err(ApiError::invalid("end_time", "must be in the future"));
@@ -704,7 +704,7 @@ impl ApprovalApi {
             .await?
         {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         let before = tx
             .delegation(&district, &req.delegation_id)
@@ -772,7 +772,7 @@ impl ApprovalApi {
             .await?
         {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         let record = MeetingRecord {
             id: uuid_v7(),
@@ -842,7 +842,7 @@ impl ApprovalApi {
             .await?
         {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         let before = Self::open_meeting_for_office(&tx, &district, &req.meeting_id).await?;
         for id in &ids {
@@ -897,7 +897,7 @@ impl ApprovalApi {
             .await?
         {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         let before = Self::open_meeting_for_office(&tx, &district, &req.meeting_id).await?;
         if !before.items.iter().any(|i| i.case_id == id) {
@@ -954,7 +954,7 @@ impl ApprovalApi {
             .await?
         {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         let before = Self::open_meeting_for_office(&tx, &district, &req.meeting_id).await?;
         let undecided: Vec<String> = before

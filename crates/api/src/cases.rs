@@ -137,7 +137,7 @@ impl CaseApi {
             .await?
         {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         let d = tx
             .district(&district)
@@ -278,7 +278,7 @@ impl CaseApi {
             .await?
         {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         let before = visible(tx.case(&district, id).await?, &CaseVisibility::Unit(unit))?;
         check_version(req.expected_version, &before)?;
@@ -314,7 +314,7 @@ impl CaseApi {
             .await?
         {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         let before = visible(tx.case(&district, id).await?, &CaseVisibility::Unit(unit))?;
         check_version(req.expected_version, &before)?;
@@ -394,7 +394,7 @@ impl CaseApi {
             .await?
         {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         let before = visible(tx.case(&district, id).await?, &CaseVisibility::Unit(unit))?;
         check_version(req.expected_version, &before)?;

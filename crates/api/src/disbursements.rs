@@ -198,7 +198,7 @@ impl DisbursementApi {
             .await?
         {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         let case = visible(tx.case(&district, id).await?, &CaseVisibility::District)?;
         match case.state.kind() {
@@ -321,7 +321,7 @@ impl DisbursementApi {
             .await?
         {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         let before = tx
             .payment(&district, &req.payment_id)
@@ -438,7 +438,7 @@ impl DisbursementApi {
             .await?
         {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         let before = tx
             .payment(&district, &req.payment_id)
@@ -519,7 +519,7 @@ impl DisbursementApi {
             .await?
         {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         let before = tx
             .payment(&district, &req.payment_id)
@@ -647,7 +647,7 @@ impl DisbursementApi {
         }
         let mut tx = match self.ctx.begin(Some(&district), &caller, role, &key).await? {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         let visibility = match role {
             Role::ApplicantUnit => CaseVisibility::Unit(caller.unit()?.clone()),
@@ -935,7 +935,7 @@ impl LedgerApi {
             .await?
         {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         if tx.year_closed(&district, year).await? {
             return Err(ApiError::precondition(
@@ -1067,7 +1067,7 @@ impl FollowUpApi {
         }
         let mut tx = match self.ctx.begin(Some(&district), &caller, role, &key).await? {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         if done_on > tx.now().date_naive() {
             return Err(ApiError::invalid("done_date", "must not be in the future"));

@@ -130,7 +130,7 @@ impl DistrictApi {
         for attempt in 0..2 {
             let mut tx = match self.ctx.begin(None, &caller, Role::CityAdmin, &key).await? {
                 Begun::Replayed(resp) => return Ok(resp),
-                Begun::Fresh(tx) => tx,
+                Begun::Fresh(tx) => *tx,
             };
             let record = match tx.insert_district(&id, name, &rules).await {
                 Ok(r) => r,
@@ -174,7 +174,7 @@ impl DistrictApi {
             .await?
         {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         let record = tx.update_rules(&id, &rules, expected).await?;
         let resp = pb::UpdateFundRulesResponse {

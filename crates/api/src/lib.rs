@@ -97,14 +97,14 @@ impl ApiContext {
                 })?;
                 Ok(Begun::Replayed(resp))
             }
-            None => Ok(Begun::Fresh(tx)),
+            None => Ok(Begun::Fresh(Box::new(tx))),
         }
     }
 }
 
 /// A mutation either starts fresh or was already applied.
 enum Begun<R> {
-    Fresh(WriteTx),
+    Fresh(Box<WriteTx>),
     Replayed(R),
 }
 

@@ -264,7 +264,7 @@ impl ReportApi {
         }
         let mut tx = match self.ctx.begin(Some(&district), &caller, role, &key).await? {
             Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => tx,
+            Begun::Fresh(tx) => *tx,
         };
         tx.set_narrative(&district, year, &req.section, text)
             .await?;
