@@ -7,6 +7,7 @@ mod m0001_foundation;
 mod m0002_approvals;
 mod m0003_disbursements;
 mod m0004_reports;
+mod m0005_imports;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_approvals::Migration),
             Box::new(m0003_disbursements::Migration),
             Box::new(m0004_reports::Migration),
+            Box::new(m0005_imports::Migration),
         ]
     }
 }

@@ -294,6 +294,9 @@ pub fn settings_toml(database_url: &str, max_connections: u32) -> String {
         r#"
 [server]
 listen = "127.0.0.1:0"
+# Debug builds are several times slower than release ones: the 10,000-record import test
+# needs more than the production default of 10 s.
+request_timeout_ms = 60000
 
 [database]
 url = "{database_url}"

@@ -24,7 +24,7 @@ pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
     }
 }
 
-fn from_timestamp(t: &Timestamp) -> Option<DateTime<Utc>> {
+pub fn from_timestamp(t: &Timestamp) -> Option<DateTime<Utc>> {
     u32::try_from(t.nanos)
         .ok()
         .and_then(|n| DateTime::from_timestamp(t.seconds, n))

@@ -34,6 +34,9 @@ pub enum ApiError {
     /// Optimistic concurrency: the caller's view is stale; re-read and retry.
     #[error("{0}")]
     Aborted(String),
+    /// More than one call may carry.
+    #[error("{0}")]
+    TooMany(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -90,6 +93,7 @@ impl From<ApiError> for Status {
         let message = e.to_string();
         match e {
             ApiError::Unauthenticated(_) => Status::unauthenticated(message),
+            ApiError::TooMany(_) => Status::resource_exhausted(message),
             ApiError::PermissionDenied(_) => Status::with_error_details(
                 Code::PermissionDenied,
                 message,

@@ -10,6 +10,7 @@ pub mod convert;
 mod disbursements;
 mod districts;
 pub mod error;
+mod imports;
 pub mod paging;
 pub mod reports;
 mod sync;

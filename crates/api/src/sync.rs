@@ -170,6 +170,16 @@ impl SyncService for SyncApi {
         ))
     }
 
+    async fn import_cases(
+        &self,
+        request: Request<tonic::Streaming<pb::ImportCasesRequest>>,
+    ) -> Result<Response<pb::ImportCasesResponse>, Status> {
+        let caller = Caller::from_request(&request)?;
+        Ok(Response::new(
+            crate::imports::import_cases(&self.ctx, caller, request.into_inner()).await?,
+        ))
+    }
+
     type WatchChangesStream = ChangeStream;
 
     async fn watch_changes(

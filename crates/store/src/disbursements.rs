@@ -112,7 +112,7 @@ impl PaymentRecord {
         })
     }
 
-    fn to_row(&self) -> payment::Model {
+    pub(crate) fn to_row(&self) -> payment::Model {
         let (bank_reference, paid_date, failure_reason) = match &self.state {
             PaymentState::Pending => (None, None, None),
             PaymentState::Paid {

@@ -121,7 +121,7 @@ impl Finance {
             .payments
     }
 
-    async fn verify(&self, year: i32) -> pb::VerifyLedgerResponse {
+    pub(crate) async fn verify(&self, year: i32) -> pb::VerifyLedgerResponse {
         let req = pb::VerifyLedgerRequest {
             fiscal_year: year,
             ..Default::default()

@@ -2,6 +2,7 @@
 
 pub mod approval;
 pub mod case;
+pub mod case_import;
 pub mod district;
 pub mod event;
 pub mod request_id;

@@ -1,0 +1,501 @@
+//! `SyncService.ImportCases`: a district's history from another system. Every record is
+//! checked on its own before anything of it is written; valid records are written in batches,
+//! each batch in one transaction under the district's write lock, with the same rows, ledger
+//! entries and audit events a case decided here leaves, so the reports and the ledger count
+//! them like native cases. The importing system's id of each record is kept: the same record
+//! again is a duplicate, a different record under an old id is refused.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use prost::Message as _;
+use relief_domain::approval::BudgetBalance;
+use relief_domain::case::{CaseState, check_submission};
+use relief_domain::payment::PaymentState;
+use relief_domain::{CaseId, Money, Role, StepId, Subject, UnitId, Violation};
+use relief_proto::v1 as pb;
+use relief_store::{CaseRecord, DecisionRecord, DistrictRecord, ImportedCase, PaymentRecord};
+use sha2::{Digest as _, Sha256};
+use tonic::Streaming;
+
+use crate::ApiContext;
+use crate::auth::Caller;
+use crate::convert::{application_from_pb, from_timestamp, role_from_pb};
+use crate::error::{ApiError, ApiResult};
+
+/// Records written per transaction.
+const BATCH: usize = 200;
+/// Records one call may carry.
+pub const MAX_IMPORT_RECORDS: usize = 100_000;
+/// The longest external id.
+const MAX_EXTERNAL_ID_CHARS: usize = 64;
+
+/// A record that passed its own checks, waiting for the district's (duplicates, budget).
+struct Checked {
+    index: usize,
+    imported: ImportedCase,
+    paid: Option<Money>,
+}
+
+enum Verdict {
+    Checked(Box<Checked>),
+    Invalid(pb::ImportResult),
+}
+
+pub(crate) async fn import_cases(
+    ctx: &ApiContext,
+    caller: Caller,
+    mut records: Streaming<pb::ImportCasesRequest>,
+) -> ApiResult<pb::ImportCasesResponse> {
+    let role = if caller.has_role(Role::DistrictAdmin) {
+        Role::DistrictAdmin
+    } else if caller.has_role(Role::SyncClient) {
+        Role::SyncClient
+    } else {
+        return Err(ApiError::denied(
+            "importing is for the district administrator and sync clients",
+        ));
+    };
+    let district_id = caller.district()?.clone();
+    let district = ctx
+        .store
+        .district(&district_id)
+        .await?
+        .ok_or(ApiError::NotFound("district"))?;
+    let mut results: Vec<pb::ImportResult> = Vec::new();
+    let mut summary = pb::ImportSummary::default();
+    let mut batch: Vec<Checked> = Vec::new();
+    let mut index = 0usize;
+    loop {
+        let next = records
+            .message()
+            .await
+            .map_err(|s| ApiError::invalid("stream", s.message()))?;
+        let done = next.is_none();
+        if let Some(record) = next {
+            if index >= MAX_IMPORT_RECORDS {
+                return Err(ApiError::TooMany(format!(
+                    "at most {MAX_IMPORT_RECORDS} records per call"
+                )));
+            }
+            summary.received += 1;
+            match check(index, &record, &district, &caller, ctx.clock.now()) {
+                Verdict::Checked(c) => batch.push(*c),
+                Verdict::Invalid(r) => {
+                    summary.invalid += 1;
+                    results.push(r);
+                }
+            }
+            index += 1;
+        }
+        if batch.len() >= BATCH || (done && !batch.is_empty()) {
+            let written =
+                write_batch(ctx, &caller, role, &district, std::mem::take(&mut batch)).await?;
+            for (r, paid) in written {
+                match pb::ImportOutcome::try_from(r.outcome) {
+                    Ok(pb::ImportOutcome::Imported) => {
+                        summary.imported += 1;
+                        summary.imported_paid_fen += paid.map_or(0, Money::fen);
+                    }
+                    Ok(pb::ImportOutcome::Duplicate) => summary.duplicates += 1,
+                    _ => summary.invalid += 1,
+                }
+                results.push(r);
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    results.sort_by_key(|r| r.index);
+    tracing::info!(
+        district = %district_id,
+        received = summary.received,
+        imported = summary.imported,
+        duplicates = summary.duplicates,
+        invalid = summary.invalid,
+        "cases imported"
+    );
+    Ok(pb::ImportCasesResponse {
+        results,
+        summary: Some(summary),
+    })
+}
+
+fn invalid(index: usize, external_id: &str, violations: Vec<Violation>) -> pb::ImportResult {
+    pb::ImportResult {
+        index: i64::try_from(index).unwrap_or(i64::MAX),
+        external_id: external_id.to_owned(),
+        outcome: pb::ImportOutcome::Invalid as i32,
+        case_id: String::new(),
+        violations: violations
+            .into_iter()
+            .map(|v| pb::ImportViolation {
+                field: v.field,
+                description: v.description,
+            })
+            .collect(),
+    }
+}
+
+/// Writes one batch in one transaction: each record is checked against what the district
+/// already holds (an earlier import of its id, a closed year, the year's budget) and written
+/// or refused.
+async fn write_batch(
+    ctx: &ApiContext,
+    caller: &Caller,
+    role: Role,
+    district: &DistrictRecord,
+    batch: Vec<Checked>,
+) -> ApiResult<Vec<(pb::ImportResult, Option<Money>)>> {
+    let mut tx = ctx
+        .store
+        .begin_write(
+            Some(&district.id),
+            caller.actor(role),
+            None,
+            ctx.clock.now(),
+        )
+        .await?;
+    let mut out = Vec::with_capacity(batch.len());
+    let mut years: HashMap<i32, (bool, BudgetBalance)> = HashMap::new();
+    for c in batch {
+        let external_id = c.imported.external_id.clone();
+        if let Some(prior) = tx.prior_import(&district.id, &external_id).await? {
+            if prior.fingerprint == c.imported.fingerprint {
+                out.push((
+                    pb::ImportResult {
+                        index: i64::try_from(c.index).unwrap_or(i64::MAX),
+                        external_id,
+                        outcome: pb::ImportOutcome::Duplicate as i32,
+                        case_id: prior.case_id,
+                        violations: Vec::new(),
+                    },
+                    None,
+                ));
+            } else {
+                out.push((
+                    invalid(
+                        c.index,
+                        &external_id,
+                        vec![Violation::new(
+                            "external_id",
+                            format!(
+                                "was imported before as case {} with other content",
+                                prior.case_id
+                            ),
+                        )],
+                    ),
+                    None,
+                ));
+            }
+            continue;
+        }
+        if let (Some(amount), Some(year)) = (c.paid, c.imported.case.application.fiscal_year) {
+            // Each year's state is read once per batch and kept up to date here, so a batch
+            // costs one balance query per year, not one per record.
+            let (closed, balance) = match years.entry(year) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let closed = tx.year_closed(&district.id, year).await?;
+                    let balance = tx.budget_balance(&district.id, year).await?;
+                    e.insert((closed, balance))
+                }
+            };
+            let refusal = if *closed {
+                Some(format!("fiscal year {year} is closed"))
+            } else {
+                balance
+                    .check_reserve(amount)
+                    .err()
+                    .map(|e| format!("fiscal year {year}: {e}"))
+            };
+            if let Some(reason) = refusal {
+                let field = if *closed {
+                    "application.fiscal_year"
+                } else {
+                    "payment.amount_fen"
+                };
+                out.push((
+                    invalid(c.index, &external_id, vec![Violation::new(field, reason)]),
+                    None,
+                ));
+                continue;
+            }
+            balance.paid = balance
+                .paid
+                .checked_add(amount)
+                .map_err(|e| ApiError::Internal(format!("paid total: {e}")))?;
+        }
+        tx.import_case(&c.imported, c.paid).await?;
+        out.push((
+            pb::ImportResult {
+                index: i64::try_from(c.index).unwrap_or(i64::MAX),
+                external_id,
+                outcome: pb::ImportOutcome::Imported as i32,
+                case_id: c.imported.case.id.to_string(),
+                violations: Vec::new(),
+            },
+            c.paid,
+        ));
+    }
+    tx.commit(None).await?;
+    Ok(out)
+}
+
+/// Checks one record on its own and builds what it will write.
+fn check(
+    index: usize,
+    r: &pb::ImportCasesRequest,
+    district: &DistrictRecord,
+    caller: &Caller,
+    now: DateTime<Utc>,
+) -> Verdict {
+    let mut v: Vec<Violation> = Vec::new();
+    let ext = r.external_id.trim();
+    if ext.is_empty() || ext.chars().count() > MAX_EXTERNAL_ID_CHARS {
+        v.push(Violation::new(
+            "external_id",
+            format!("is required, at most {MAX_EXTERNAL_ID_CHARS} characters"),
+        ));
+    }
+    let unit = UnitId::parse(&r.applicant_unit_id)
+        .map_err(|e| v.push(Violation::new("applicant_unit_id", e)))
+        .ok();
+    let application = match application_from_pb(r.application.as_ref()) {
+        Ok(a) => {
+            if let Err(more) = check_submission(&a, &district.rules, &[]) {
+                v.extend(more);
+            }
+            if a.fiscal_year.is_none() {
+                v.push(Violation::new("application.fiscal_year", "is required"));
+            }
+            Some(a)
+        }
+        Err(more) => {
+            v.extend(more);
+            None
+        }
+    };
+    let submitted = r.submit_time.as_ref().and_then(from_timestamp);
+    match submitted {
+        None => v.push(Violation::new("submit_time", "is required")),
+        Some(t) if t > now => v.push(Violation::new("submit_time", "must not be in the future")),
+        Some(_) => {}
+    }
+    if r.decisions.is_empty() {
+        v.push(Violation::new(
+            "decisions",
+            "at least the deciding one is required",
+        ));
+    }
+    let requested = application.as_ref().map(|a| a.requested_amount);
+    let case_id = CaseId::new_v7();
+    let year = application.as_ref().and_then(|a| a.fiscal_year);
+    let mut amount = requested;
+    let mut last_time = submitted;
+    let mut decisions = Vec::new();
+    let mut final_decision = None;
+    for (i, d) in r.decisions.iter().enumerate() {
+        let f = |name: &str| format!("decisions[{i}].{name}");
+        let step = StepId::parse(&d.step_id)
+            .map_err(|e| v.push(Violation::new(f("step_id"), e)))
+            .ok();
+        let kind = match pb::Decision::try_from(d.decision) {
+            Ok(pb::Decision::Approve) => Some("approve"),
+            Ok(pb::Decision::Reject) => Some("reject"),
+            _ => {
+                v.push(Violation::new(
+                    f("decision"),
+                    "must be APPROVE or REJECT (imported cases are finished)",
+                ));
+                None
+            }
+        };
+        let role = role_from_pb(d.decided_by_role);
+        if role.is_none() {
+            v.push(Violation::new(f("decided_by_role"), "is required"));
+        }
+        let subject = Subject::parse(&d.decided_by_subject)
+            .map_err(|e| v.push(Violation::new(f("decided_by_subject"), e)))
+            .ok();
+        if d.decided_by_name.trim().is_empty() {
+            v.push(Violation::new(f("decided_by_name"), "is required"));
+        }
+        let at = d.decide_time.as_ref().and_then(from_timestamp);
+        match (at, last_time) {
+            (None, _) => v.push(Violation::new(f("decide_time"), "is required")),
+            (Some(t), _) if t > now => {
+                v.push(Violation::new(
+                    f("decide_time"),
+                    "must not be in the future",
+                ));
+            }
+            (Some(t), Some(prev)) if t < prev => v.push(Violation::new(
+                f("decide_time"),
+                "must not be before the submission or the previous decision",
+            )),
+            _ => {}
+        }
+        let before = amount;
+        if d.approved_amount_fen != 0 {
+            match (Money::from_fen(d.approved_amount_fen), requested) {
+                (Ok(m), Some(req)) if m.fen() > 0 && m <= req => amount = Some(m),
+                _ => v.push(Violation::new(
+                    f("approved_amount_fen"),
+                    "must be positive and at most the requested amount",
+                )),
+            }
+        }
+        if let (Some(step), Some(kind), Some(role), Some(subject), Some(at), Some(b), Some(a)) =
+            (step, kind, role, subject, at, before, amount)
+        {
+            let waited = last_time.map_or(0, |prev| (at - prev).num_seconds().max(0));
+            decisions.push(DecisionRecord {
+                id: CaseId::new_v7().to_string(),
+                case_id,
+                step_name: if d.step_name.trim().is_empty() {
+                    step.to_string()
+                } else {
+                    d.step_name.trim().to_owned()
+                },
+                step_id: step,
+                decision: kind.to_owned(),
+                actor_subject: subject.to_string(),
+                actor_name: d.decided_by_name.trim().to_owned(),
+                actor_role: role,
+                on_behalf_of: None,
+                opinion: d.opinion.clone(),
+                amount_before: b,
+                amount_after: a,
+                over_cap: a > district.rules.case_cap,
+                over_cap_justification: String::new(),
+                meeting_id: None,
+                return_to_step_id: None,
+                decided_at: at,
+                fiscal_year: year,
+                waited_secs: waited,
+            });
+            last_time = Some(at);
+        }
+        if i + 1 == r.decisions.len() {
+            final_decision = kind;
+        }
+    }
+    let mut payment = None;
+    let mut paid = None;
+    match (final_decision, &r.payment) {
+        (Some("approve"), None) => v.push(Violation::new(
+            "payment",
+            "is required: imported approved cases are paid",
+        )),
+        (Some("reject"), Some(_)) => v.push(Violation::new(
+            "payment",
+            "must be absent for a rejected case",
+        )),
+        (Some("approve"), Some(p)) => {
+            let paid_on = NaiveDate::parse_from_str(&p.paid_date, "%Y-%m-%d").ok();
+            match paid_on {
+                None => v.push(Violation::new(
+                    "payment.paid_date",
+                    "must be a date YYYY-MM-DD",
+                )),
+                Some(d) if d > now.date_naive() => {
+                    v.push(Violation::new(
+                        "payment.paid_date",
+                        "must not be in the future",
+                    ));
+                }
+                Some(d) if last_time.is_some_and(|t| d < t.date_naive()) => v.push(Violation::new(
+                    "payment.paid_date",
+                    "must not be before the decisions",
+                )),
+                Some(_) => {}
+            }
+            if Some(p.amount_fen) != amount.map(Money::fen) {
+                v.push(Violation::new(
+                    "payment.amount_fen",
+                    "must equal the approved amount",
+                ));
+            }
+            for (field, value) in [
+                ("payment.voucher_number", &p.voucher_number),
+                ("payment.bank_reference", &p.bank_reference),
+            ] {
+                if value.trim().is_empty() {
+                    v.push(Violation::new(field, "is required"));
+                }
+            }
+            if let (Some(paid_on), Some(a), Some(app), Some(y)) =
+                (paid_on, amount, application.as_ref(), year)
+            {
+                paid = Some(a);
+                payment = Some(PaymentRecord {
+                    id: CaseId::new_v7().to_string(),
+                    district_id: district.id.clone(),
+                    case_id,
+                    fiscal_year: y,
+                    amount: a,
+                    receiving_unit_name: app.receiving_unit.name.clone(),
+                    bank_name: app.receiving_unit.bank_name.clone(),
+                    bank_account: app.receiving_unit.bank_account.clone(),
+                    voucher_number: p.voucher_number.trim().to_owned(),
+                    state: PaymentState::Paid {
+                        bank_reference: p.bank_reference.trim().to_owned(),
+                        paid_on,
+                    },
+                    secs_to_payment: submitted
+                        .zip(paid_on.and_hms_opt(12, 0, 0))
+                        .map(|(sub, noon)| (noon.and_utc() - sub).num_seconds().max(0)),
+                    created_by: caller.claims().subject().to_string(),
+                    created_at: paid_on.and_hms_opt(12, 0, 0).map_or(now, |t| t.and_utc()),
+                    updated_at: now,
+                });
+            }
+        }
+        _ => {}
+    }
+    let (Some(unit), Some(application), Some(submitted)) = (unit, application, submitted) else {
+        return Verdict::Invalid(invalid(index, ext, v));
+    };
+    if !v.is_empty() {
+        return Verdict::Invalid(invalid(index, ext, v));
+    }
+    let state = if paid.is_some() {
+        CaseState::Paid
+    } else {
+        CaseState::Rejected
+    };
+    let over_cap = amount.is_some_and(|a| a > district.rules.case_cap);
+    let case = CaseRecord {
+        id: case_id,
+        district_id: district.id.clone(),
+        applicant_unit_id: unit,
+        state,
+        application,
+        rules_version: district.rules_version,
+        over_cap,
+        repeat_relief: false,
+        approved_amount: paid,
+        step_role: None,
+        step_entered_at: None,
+        step_deadline_at: None,
+        petitioned_again: false,
+        version: 1,
+        created_by: caller.claims().subject().to_string(),
+        created_at: submitted,
+        updated_at: now,
+        submitted_at: Some(submitted),
+    };
+    Verdict::Checked(Box::new(Checked {
+        index,
+        imported: ImportedCase {
+            external_id: ext.to_owned(),
+            fingerprint: hex::encode(Sha256::digest(r.encode_to_vec())),
+            case,
+            decisions,
+            payment,
+        },
+        paid,
+    }))
+}
