@@ -43,6 +43,10 @@ pub struct GatewayArgs {
     /// The `reliefd` binary; next to this one by default.
     #[arg(long)]
     pub reliefd: Option<PathBuf>,
+    /// Also measure nginx's `grpc_pass` in front of the same backend, as a reference proxy
+    /// (the nginx binary, e.g. /usr/sbin/nginx).
+    #[arg(long)]
+    pub nginx: Option<PathBuf>,
 }
 
 const DISTRICT: &str = "430112";
@@ -161,6 +165,10 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
+    let nginx = match &args.nginx {
+        Some(bin) => Some(start_nginx(bin, dir.path(), backend_addr).await?),
+        None => None,
+    };
     let token: Arc<str> = dev_token(DISTRICT, Role::CaseOfficer, None, "bench-officer")?.into();
     println!(
         "relief-bench gateway: GetDistrict, {} s per run, {} rounds; latency with 1 call in flight, \
@@ -175,93 +183,108 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
             "PostgreSQL"
         },
     );
-    // Warm both paths (connections, caches) before measuring.
-    run(
-        &backend,
-        &GatewayArgs {
-            seconds: 1,
-            ..args.clone()
-        },
-        &token,
-        4,
-    )
-    .await?;
-    run(
-        &gateway,
-        &GatewayArgs {
-            seconds: 1,
-            ..args.clone()
-        },
-        &token,
-        4,
-    )
-    .await?;
-
-    let mut results: Vec<(&str, usize, Option<Outcome>, Option<Outcome>)> = vec![
-        ("latency (1 in flight)", 1, None, None),
-        ("throughput", args.concurrency, None, None),
-    ];
-    // CPU seconds of client, backend and gateway during the throughput runs, per side.
-    let mut cpu = [[0.0f64; 3]; 2];
-    let cpu_now = || {
-        [
-            cpu_seconds_of("self").unwrap_or(0.0),
-            backend.cpu_seconds().unwrap_or(0.0),
-            gateway.cpu_seconds().unwrap_or(0.0),
-        ]
-    };
+    let mut sides: Vec<(&str, &Server)> = vec![("direct", &backend), ("through the gateway", &gateway)];
+    if let Some(n) = &nginx {
+        sides.push(("through nginx grpc_pass", n));
+    }
+    // Warm every path (connections, caches) before measuring.
+    for (_, server) in &sides {
+        run(server, &GatewayArgs { seconds: 1, ..args.clone() }, &token, 4).await?;
+    }
+    let phases = [("latency (1 in flight)", 1usize), ("throughput", args.concurrency)];
+    // outcomes[phase][side], and CPU seconds of (client, backend, proxy) per side in the
+    // throughput phase.
+    let mut outcomes: Vec<Vec<Option<Outcome>>> = vec![vec![None; sides.len()]; phases.len()];
+    let mut cpu = vec![[0.0f64; 3]; sides.len()];
     for _ in 0..args.rounds.max(1) {
-        for (i, (_, workers, direct, via)) in results.iter_mut().enumerate() {
-            for (side, (server, slot)) in [(&backend, &mut *direct), (&gateway, &mut *via)]
-                .into_iter()
-                .enumerate()
-            {
+        for (p, (_, workers)) in phases.iter().enumerate() {
+            for (i, (_, server)) in sides.iter().enumerate() {
+                let proxy = if i == 0 { None } else { Some(*server) };
+                let cpu_now = || {
+                    [
+                        cpu_seconds_of("self").unwrap_or(0.0),
+                        backend.cpu_seconds().unwrap_or(0.0),
+                        proxy.and_then(Server::cpu_seconds).unwrap_or(0.0),
+                    ]
+                };
                 let before = cpu_now();
                 let outcome = run(server, &args, &token, *workers).await?;
-                if i == 1 {
+                if p == 1 {
                     let after = cpu_now();
-                    for p in 0..3 {
-                        cpu[side][p] += after[p] - before[p];
+                    for k in 0..3 {
+                        cpu[i][k] += after[k] - before[k];
                     }
                 }
-                match slot {
+                match &mut outcomes[p][i] {
                     Some(acc) => merge(acc, outcome)?,
-                    None => *slot = Some(outcome),
+                    slot => *slot = Some(outcome),
                 }
             }
         }
     }
-    for (label, _, direct, via) in &results {
-        let (Some(direct), Some(via)) = (direct, via) else {
+    for (p, (label, _)) in phases.iter().enumerate() {
+        println!("{label}:");
+        let Some(direct) = outcomes[p][0].clone() else {
             continue;
         };
-        println!("{label}:");
-        println!("{}", direct.line("direct"));
-        println!("{}", via.line("through the gateway"));
-        println!(
-            "  added latency: p50 {:+.3} ms, p99 {:+.3} ms; throughput ratio {:.1}%",
-            via.ms(0.50) - direct.ms(0.50),
-            via.ms(0.99) - direct.ms(0.99),
-            100.0 * via.throughput() / direct.throughput().max(f64::MIN_POSITIVE)
-        );
-    }
-    if let (Some(direct), Some(via)) = (&results[1].2, &results[1].3) {
-        for (side, label, calls) in [(0, "direct", direct.ok), (1, "through the gateway", via.ok)] {
-            let per = |secs: f64| 1e6 * secs / (calls.max(1) as f64);
-            println!(
-                "CPU per call {label}: client {:.0} µs, backend {:.0} µs, gateway {:.0} µs",
-                per(cpu[side][0]),
-                per(cpu[side][1]),
-                per(cpu[side][2])
-            );
+        for (i, (side, _)) in sides.iter().enumerate() {
+            let Some(o) = &outcomes[p][i] else { continue };
+            println!("{}", o.line(side));
+            if i > 0 {
+                println!(
+                    "    added latency: p50 {:+.3} ms, p99 {:+.3} ms; throughput {:.1}% of direct",
+                    o.ms(0.50) - direct.ms(0.50),
+                    o.ms(0.99) - direct.ms(0.99),
+                    100.0 * o.throughput() / direct.throughput().max(f64::MIN_POSITIVE)
+                );
+            }
         }
     }
-    for server in [&backend, &gateway] {
+    for (i, (side, _)) in sides.iter().enumerate() {
+        let calls = outcomes[1][i].as_ref().map_or(1, |o| o.ok.max(1));
+        let per = |secs: f64| 1e6 * secs / (calls as f64);
+        println!(
+            "CPU per call {side}: client {:.0} µs, backend {:.0} µs, proxy {:.0} µs",
+            per(cpu[i][0]),
+            per(cpu[i][1]),
+            per(cpu[i][2])
+        );
+    }
+    for server in std::iter::once(&backend)
+        .chain(std::iter::once(&gateway))
+        .chain(nginx.as_ref())
+    {
         if let Some(mib) = server.peak_rss_mib() {
             println!("peak memory of {}: {mib:.1} MiB", server.name);
         }
     }
     Ok(())
+}
+
+/// nginx with one `grpc_pass` to the backend, as the reference proxy: one worker process (the
+/// gateway gets a runtime of its own too), no access log.
+async fn start_nginx(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    backend: std::net::SocketAddr,
+) -> anyhow::Result<Server> {
+    let addr = free_addr()?;
+    let conf = dir.join("nginx.conf");
+    let d = dir.display();
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 1;\nerror_log {d}/nginx-error.log warn;\npid {d}/nginx.pid;\n\
+             daemon off;\nevents {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n\
+               fastcgi_temp_path {d};\n  uwsgi_temp_path {d};\n  scgi_temp_path {d};\n\
+               upstream relief {{ server {backend}; keepalive 16; }}\n\
+               server {{\n    listen {addr} http2;\n    location / {{ grpc_pass grpc://relief; }}\n  }}\n}}\n"
+        ),
+    )?;
+    let conf = conf.display().to_string();
+    let prefix = format!("{d}/");
+    Server::start(bin, "nginx", dir, addr, &["-p", &prefix, "-c", &conf], &[]).await
 }
 
 /// Adds a later round's outcome to the first's, summing the time so throughput stays a rate.

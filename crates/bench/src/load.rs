@@ -124,3 +124,58 @@ where
     }
     Ok(total)
 }
+
+/// Starts calls at a fixed `rate` per second for `duration`, whatever the answers do (open
+/// loop), so a slow server shows as latency instead of hiding it. Each call's latency is
+/// counted from the moment it was due, not from when it happened to start; at most
+/// `max_in_flight` calls are outstanding (the rest are counted as `Overload`).
+pub async fn open_loop<F, Fut>(
+    rate: f64,
+    duration: Duration,
+    max_in_flight: usize,
+    call: F,
+) -> anyhow::Result<Outcome>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), tonic::Status>> + Send + 'static,
+{
+    anyhow::ensure!(rate > 0.0, "the rate must be positive");
+    let started = tokio::time::Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let total = (duration.as_secs_f64() * rate) as usize;
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(max_in_flight));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Result<u64, String>>();
+    let mut overload = 0u64;
+    for k in 0..total {
+        let due = started + interval.mul_f64(k as f64);
+        tokio::time::sleep_until(due).await;
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            overload += 1;
+            continue;
+        };
+        let call = call.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let result = call(k).await;
+            let us = u64::try_from(due.elapsed().as_micros()).unwrap_or(MAX_MICROS);
+            let _ = tx.send(result.map(|()| us).map_err(|s| format!("{:?}", s.code())));
+            drop(permit);
+        });
+    }
+    drop(tx);
+    let mut out = Outcome::new()?;
+    while let Some(r) = rx.recv().await {
+        match r {
+            Ok(us) => {
+                out.ok += 1;
+                out.latency_us.saturating_record(us.max(1));
+            }
+            Err(code) => *out.errors.entry(code).or_default() += 1,
+        }
+    }
+    if overload > 0 {
+        out.errors.insert("Overload".to_owned(), overload);
+    }
+    out.elapsed = started.elapsed();
+    Ok(out)
+}

@@ -6,7 +6,9 @@
 
 mod gateway;
 mod load;
+mod loadcmd;
 mod procs;
+mod scenarios;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,6 +51,8 @@ enum Command {
     },
     /// What the gateway adds: one call, direct and through the gateway, in one run.
     Gateway(gateway::GatewayArgs),
+    /// A load scenario (case life, approvals, reads, report), direct and through the gateway.
+    Load(loadcmd::LoadArgs),
 }
 
 const DISTRICT: &str = "430112";
@@ -83,25 +87,38 @@ async fn main() -> anyhow::Result<()> {
             let sqlite = format!("sqlite://{}/bench.db", dir.path().display());
             report(&sqlite, "sqlite", cases, runs).await?;
             if let Some(admin) = postgres {
-                let name = format!("relief_bench_{}", uuid::Uuid::now_v7().simple());
-                let conn = Database::connect(&admin).await?;
-                conn.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                    .await?;
-                let url = match admin.rsplit_once('/') {
-                    Some((base, _)) => format!("{base}/{name}"),
-                    None => anyhow::bail!("the PostgreSQL URL must end in /database"),
-                };
+                let (name, url) = fresh_postgres(&admin).await?;
                 let result = report(&url, "postgres", cases, runs).await;
-                conn.execute_unprepared(&format!(
-                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                ))
-                .await?;
+                drop_postgres(&admin, &name).await?;
                 result?;
             }
             Ok(())
         }
         Command::Gateway(args) => gateway::gateway(args).await,
+        Command::Load(args) => loadcmd::load(args).await,
     }
+}
+
+/// Creates a fresh database on the PostgreSQL server at `admin` (a URL ending in
+/// `/database`); returns its name and URL.
+pub(crate) async fn fresh_postgres(admin: &str) -> anyhow::Result<(String, String)> {
+    let name = format!("relief_bench_{}", uuid::Uuid::now_v7().simple());
+    let conn = Database::connect(admin).await?;
+    conn.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await?;
+    let url = match admin.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => anyhow::bail!("the PostgreSQL URL must end in /database"),
+    };
+    Ok((name, url))
+}
+
+/// Drops a database made by [`fresh_postgres`].
+pub(crate) async fn drop_postgres(admin: &str, name: &str) -> anyhow::Result<()> {
+    let conn = Database::connect(admin).await?;
+    conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await?;
+    Ok(())
 }
 
 fn resident_id(i: usize) -> String {

@@ -1,0 +1,288 @@
+//! `relief-bench load`: drives one scenario at the real `reliefd` (in its own process), direct
+//! and through a gateway in front of it, on SQLite or PostgreSQL, closed loop (as fast as it
+//! answers) or open loop (a fixed rate); reports throughput, latency percentiles, errors by
+//! code, and the servers' CPU per call and peak memory.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::load::{Outcome, closed_loop, open_loop};
+use crate::procs::{Server, cpu_seconds_of, free_addr, reliefd_path};
+use crate::scenarios::{Clients, DISTRICT, People, REVIEWS};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// A case from filing to confirmed payment (13 calls), one after another.
+    CaseLife,
+    /// Approval-step transactions (DecideCase) on submitted cases.
+    Approvals,
+    /// Reads: a case by id, the officer's inbox, a page of cases.
+    Reads,
+    /// The year's indicators (GetIndicators).
+    Report,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    #[arg(long, value_enum, default_value = "approvals")]
+    pub scenario: Scenario,
+    /// Seconds per measured run.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Calls in flight (closed loop).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Calls per second (open loop); closed loop when absent.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// HTTP/2 connections the client spreads its calls over.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Also through a gateway in front of the same backend.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub gateway: bool,
+    /// A PostgreSQL server (admin URL ending in /database); a fresh database is created and
+    /// dropped. SQLite when absent.
+    #[arg(long, env = "RELIEF_BENCH_POSTGRES_URL")]
+    pub postgres: Option<String>,
+    /// The servers' log filter.
+    #[arg(long, default_value = "info")]
+    pub log_filter: String,
+    /// The `reliefd` binary; next to this one by default.
+    #[arg(long)]
+    pub reliefd: Option<PathBuf>,
+}
+
+/// Cases waiting for their next review step: (case, index into REVIEWS).
+type Queue = Arc<Mutex<VecDeque<(String, usize)>>>;
+
+async fn prepare(clients: &[Clients], people: &People, n: usize) -> anyhow::Result<Vec<String>> {
+    let mut tasks = Vec::new();
+    let workers = clients.len().max(1) * 2;
+    for w in 0..workers {
+        let mut c = clients[w % clients.len()].clone();
+        let people = people.clone();
+        let share = n / workers + usize::from(w < n % workers);
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(share);
+            for _ in 0..share {
+                ids.push(c.submitted_case(&people).await?);
+            }
+            anyhow::Ok(ids)
+        }));
+    }
+    let mut ids = Vec::with_capacity(n);
+    for t in tasks {
+        ids.extend(t.await??);
+    }
+    Ok(ids)
+}
+
+async fn drive(server: &Server, args: &LoadArgs, people: &People) -> anyhow::Result<Outcome> {
+    let mut clients = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        clients.push(Clients::new(server.channel().await?));
+    }
+    let clients = Arc::new(clients);
+    let duration = Duration::from_secs(args.seconds);
+    let people = people.clone();
+    // What one call is, by scenario; `k` is the worker (closed loop) or the call's number.
+    let op: Arc<dyn Fn(usize) -> futures_op::Op + Send + Sync> = match args.scenario {
+        Scenario::CaseLife => {
+            let clients = clients.clone();
+            Arc::new(move |k| {
+                let mut c = clients[k % clients.len()].clone();
+                let people = people.clone();
+                Box::pin(async move { c.case_life(&people).await })
+            })
+        }
+        Scenario::Approvals => {
+            // Enough submitted cases for the run at a generous rate.
+            let n = args
+                .rate
+                .map_or(args.concurrency * 100, |r| (r * args.seconds as f64) as usize)
+                .max(200);
+            let ids = prepare(&clients, &people, n).await?;
+            let queue: Queue = Arc::new(Mutex::new(ids.into_iter().map(|id| (id, 0)).collect()));
+            let clients = clients.clone();
+            Arc::new(move |k| {
+                let mut c = clients[k % clients.len()].clone();
+                let people = people.clone();
+                let queue = queue.clone();
+                Box::pin(async move {
+                    let next = queue.lock().ok().and_then(|mut q| q.pop_front());
+                    let Some((id, step)) = next else {
+                        return Err(tonic::Status::resource_exhausted("no case left to decide"));
+                    };
+                    let (step_id, role) = REVIEWS[step];
+                    c.approve(people.of(role), &id, step_id).await?;
+                    if step + 1 < REVIEWS.len()
+                        && let Ok(mut q) = queue.lock()
+                    {
+                        q.push_back((id, step + 1));
+                    }
+                    Ok(())
+                })
+            })
+        }
+        Scenario::Reads => {
+            let ids = Arc::new(prepare(&clients, &people, 200).await?);
+            let clients = clients.clone();
+            Arc::new(move |k| {
+                let mut c = clients[k % clients.len()].clone();
+                let people = people.clone();
+                let ids = ids.clone();
+                Box::pin(async move {
+                    let id = ids[k % ids.len()].clone();
+                    c.read(&people, &id, k as u64).await
+                })
+            })
+        }
+        Scenario::Report => {
+            let clients = clients.clone();
+            Arc::new(move |k| {
+                let mut c = clients[k % clients.len()].clone();
+                let people = people.clone();
+                Box::pin(async move { c.report(&people).await })
+            })
+        }
+    };
+    match args.rate {
+        Some(rate) => open_loop(rate, duration, 10_000, move |k| op(k)).await,
+        None => {
+            // Calls are numbered so that reads spread over the cases and connections.
+            let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            closed_loop(args.concurrency, duration, move |_worker| {
+                op(counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+            })
+            .await
+        }
+    }
+}
+
+mod futures_op {
+    use std::future::Future;
+    use std::pin::Pin;
+
+    pub type Op = Pin<Box<dyn Future<Output = Result<(), tonic::Status>> + Send>>;
+}
+
+pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
+    let reliefd = reliefd_path(args.reliefd.clone())?;
+    let dir = tempfile::tempdir()?;
+    let (database_url, pg) = match &args.postgres {
+        None => (format!("sqlite://{}/bench.db", dir.path().display()), None),
+        Some(admin) => {
+            let (name, url) = crate::fresh_postgres(admin).await?;
+            (url, Some((admin.clone(), name)))
+        }
+    };
+    let result = run(&args, &reliefd, dir.path(), &database_url).await;
+    if let Some((admin, name)) = pg {
+        crate::drop_postgres(&admin, &name).await?;
+    }
+    result
+}
+
+async fn run(
+    args: &LoadArgs,
+    reliefd: &std::path::Path,
+    dir: &std::path::Path,
+    database_url: &str,
+) -> anyhow::Result<()> {
+    let backend_addr = free_addr()?;
+    let log = args.log_filter.clone();
+    let backend = Server::start(
+        reliefd,
+        "backend",
+        dir,
+        backend_addr,
+        &["serve"],
+        &[
+            ("RELIEF_SERVER_LISTEN", backend_addr.to_string()),
+            ("RELIEF_DATABASE_URL", database_url.to_owned()),
+            ("RELIEF_LOG_FILTER", log.clone()),
+        ],
+    )
+    .await?;
+    let gateway = if args.gateway {
+        let addr = free_addr()?;
+        let config = dir.join("gateway.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[gateway]\nlisten = \"{addr}\"\n\n[[gateway.upstreams]]\nname = \"backend\"\n\
+                 addresses = [\"http://{backend_addr}\"]\ndistricts = [\"{DISTRICT}\"]\n"
+            ),
+        )?;
+        let config = config.display().to_string();
+        Some(
+            Server::start(
+                reliefd,
+                "gateway",
+                dir,
+                addr,
+                &["--config", &config, "gateway"],
+                &[("RELIEF_LOG_FILTER", log.clone())],
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let people = People::new()?;
+    let mode = match args.rate {
+        Some(r) => format!("open loop at {r}/s"),
+        None => format!("closed loop, {} in flight", args.concurrency),
+    };
+    println!(
+        "relief-bench load: {:?} on {}, {mode}, {} s per run, {} connections",
+        args.scenario,
+        if database_url.starts_with("sqlite") { "SQLite" } else { "PostgreSQL" },
+        args.seconds,
+        args.connections
+    );
+    let mut sides = vec![("direct", &backend)];
+    if let Some(g) = &gateway {
+        sides.push(("through the gateway", g));
+    }
+    let mut outcomes = Vec::new();
+    for (label, server) in sides {
+        let before = [
+            cpu_seconds_of("self").unwrap_or(0.0),
+            backend.cpu_seconds().unwrap_or(0.0),
+            gateway.as_ref().and_then(Server::cpu_seconds).unwrap_or(0.0),
+        ];
+        let outcome = drive(server, args, &people).await?;
+        let after = [
+            cpu_seconds_of("self").unwrap_or(0.0),
+            backend.cpu_seconds().unwrap_or(0.0),
+            gateway.as_ref().and_then(Server::cpu_seconds).unwrap_or(0.0),
+        ];
+        println!("{}", outcome.line(label));
+        let per = |i: usize| 1e6 * (after[i] - before[i]) / (outcome.ok.max(1) as f64);
+        println!(
+            "    CPU per call (incl. setup): client {:.0} µs, backend {:.0} µs, gateway {:.0} µs",
+            per(0),
+            per(1),
+            per(2)
+        );
+        outcomes.push(outcome);
+    }
+    if let [direct, via] = outcomes.as_slice() {
+        println!(
+            "  gateway: p50 {:+.3} ms, p99 {:+.3} ms, throughput {:.1}% of direct",
+            via.ms(0.5) - direct.ms(0.5),
+            via.ms(0.99) - direct.ms(0.99),
+            100.0 * via.throughput() / direct.throughput().max(f64::MIN_POSITIVE)
+        );
+    }
+    for s in std::iter::once(&backend).chain(gateway.as_ref()) {
+        if let Some(mib) = s.peak_rss_mib() {
+            println!("  peak memory of {}: {mib:.1} MiB", s.name);
+        }
+    }
+    Ok(())
+}
