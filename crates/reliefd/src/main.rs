@@ -9,6 +9,11 @@ use relief_domain::{DistrictId, Role, Subject, UnitId};
 use reliefd::settings::{self, Settings};
 use reliefd::{Application, telemetry};
 
+/// Small allocations dominate a call (rows, JSON, protobuf, HTTP/2 frames); mimalloc serves
+/// them faster than the system allocator under many threads (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for a configuration error (EX_CONFIG-like, as sysexits' EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
 
