@@ -102,7 +102,7 @@ async fn drive(server: &Server, args: &LoadArgs, people: &People) -> anyhow::Res
             // Enough submitted cases for the run at a generous rate.
             let n = args
                 .rate
-                .map_or(args.concurrency * 100, |r| (r * args.seconds as f64) as usize)
+                .map_or(args.concurrency * 250, |r| (r * args.seconds as f64) as usize)
                 .max(200);
             let ids = prepare(&clients, &people, n).await?;
             let queue: Queue = Arc::new(Mutex::new(ids.into_iter().map(|id| (id, 0)).collect()));
