@@ -183,15 +183,28 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
             "PostgreSQL"
         },
     );
-    let mut sides: Vec<(&str, &Server)> = vec![("direct", &backend), ("through the gateway", &gateway)];
+    let mut sides: Vec<(&str, &Server)> =
+        vec![("direct", &backend), ("through the gateway", &gateway)];
     if let Some(n) = &nginx {
         sides.push(("through nginx grpc_pass", n));
     }
     // Warm every path (connections, caches) before measuring.
     for (_, server) in &sides {
-        run(server, &GatewayArgs { seconds: 1, ..args.clone() }, &token, 4).await?;
+        run(
+            server,
+            &GatewayArgs {
+                seconds: 1,
+                ..args.clone()
+            },
+            &token,
+            4,
+        )
+        .await?;
     }
-    let phases = [("latency (1 in flight)", 1usize), ("throughput", args.concurrency)];
+    let phases = [
+        ("latency (1 in flight)", 1usize),
+        ("throughput", args.concurrency),
+    ];
     // outcomes[phase][side], and CPU seconds of (client, backend, proxy) per side in the
     // throughput phase.
     let mut outcomes: Vec<Vec<Option<Outcome>>> = vec![vec![None; sides.len()]; phases.len()];

@@ -102,7 +102,9 @@ async fn drive(server: &Server, args: &LoadArgs, people: &People) -> anyhow::Res
             // Enough submitted cases for the run at a generous rate.
             let n = args
                 .rate
-                .map_or(args.concurrency * 250, |r| (r * args.seconds as f64) as usize)
+                .map_or(args.concurrency * 250, |r| {
+                    (r * args.seconds as f64) as usize
+                })
                 .max(200);
             let ids = prepare(&clients, &people, n).await?;
             let queue: Queue = Arc::new(Mutex::new(ids.into_iter().map(|id| (id, 0)).collect()));
@@ -240,7 +242,11 @@ async fn run(
     println!(
         "relief-bench load: {:?} on {}, {mode}, {} s per run, {} connections",
         args.scenario,
-        if database_url.starts_with("sqlite") { "SQLite" } else { "PostgreSQL" },
+        if database_url.starts_with("sqlite") {
+            "SQLite"
+        } else {
+            "PostgreSQL"
+        },
         args.seconds,
         args.connections
     );
@@ -253,13 +259,19 @@ async fn run(
         let before = [
             cpu_seconds_of("self").unwrap_or(0.0),
             backend.cpu_seconds().unwrap_or(0.0),
-            gateway.as_ref().and_then(Server::cpu_seconds).unwrap_or(0.0),
+            gateway
+                .as_ref()
+                .and_then(Server::cpu_seconds)
+                .unwrap_or(0.0),
         ];
         let outcome = drive(server, args, &people).await?;
         let after = [
             cpu_seconds_of("self").unwrap_or(0.0),
             backend.cpu_seconds().unwrap_or(0.0),
-            gateway.as_ref().and_then(Server::cpu_seconds).unwrap_or(0.0),
+            gateway
+                .as_ref()
+                .and_then(Server::cpu_seconds)
+                .unwrap_or(0.0),
         ];
         println!("{}", outcome.line(label));
         let per = |i: usize| 1e6 * (after[i] - before[i]) / (outcome.ok.max(1) as f64);
