@@ -56,7 +56,7 @@ pub fn gateway_settings(routes: &[(&TestApp, &[&str])]) -> GatewaySettings {
         district_concurrency: 64,
         queue_timeout_ms: 2_000,
         health_interval_ms: 200,
-        health_timeout_ms: 500,
+        health_timeout_ms: 2_000,
         connect_timeout_ms: 500,
         shutdown_grace_ms: 1_000,
         cors: CorsSettings {

@@ -3,7 +3,7 @@
 //! with UNAVAILABLE instead of waiting for a connection that will not come.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use relief_domain::DistrictId;
@@ -23,7 +23,13 @@ pub struct Upstream {
     /// The districts the routing table sends here, in order.
     pub districts: Vec<DistrictId>,
     up: AtomicBool,
+    /// Health checks failed in a row.
+    failures: AtomicU32,
 }
+
+/// Health checks that must fail in a row before an upstream counts as down, so that one
+/// slow answer on a busy machine does not turn a district away.
+const FAILURES_BEFORE_DOWN: u32 = 2;
 
 impl Upstream {
     pub fn new(
@@ -54,6 +60,7 @@ impl Upstream {
             channel,
             districts,
             up: AtomicBool::new(false),
+            failures: AtomicU32::new(0),
         })
     }
 
@@ -66,8 +73,19 @@ impl Upstream {
         self.up.load(Ordering::Relaxed)
     }
 
-    /// Records what a health check (or a failed call) showed; logs changes.
+    /// Records what a health check showed; an upstream goes down after
+    /// [`FAILURES_BEFORE_DOWN`] failures in a row (or at once if it never answered), and up
+    /// at its first good answer. Logs changes.
     pub fn set_up(&self, up: bool, why: &str) {
+        if up {
+            self.failures.store(0, Ordering::Relaxed);
+        } else {
+            let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if failures < FAILURES_BEFORE_DOWN && self.is_up() {
+                tracing::debug!(upstream = %self.name, reason = why, "health check failed");
+                return;
+            }
+        }
         let was = self.up.swap(up, Ordering::Relaxed);
         metrics::gauge!(names::UPSTREAM_UP, "upstream" => self.name.clone()).set(if up {
             1.0
