@@ -97,16 +97,27 @@ impl Call {
         };
         let district = self.labels.district().to_owned();
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
-        tracing::info!(
-            target: "relief::access",
-            service = self.service,
-            request_id = %self.request_id,
-            district = %district,
-            method = %self.method,
-            status = %code_label,
-            duration_ms = format_args!("{duration_ms:.3}"),
-            "call"
-        );
+        // Health checks come every second from every gateway and probe: kept out of the
+        // access log unless debugging.
+        macro_rules! access_line {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: "relief::access",
+                    service = self.service,
+                    request_id = %self.request_id,
+                    district = %district,
+                    method = %self.method,
+                    status = %code_label,
+                    duration_ms = format_args!("{duration_ms:.3}"),
+                    "call"
+                )
+            };
+        }
+        if self.method.starts_with("/grpc.health.") {
+            access_line!(debug);
+        } else {
+            access_line!(info);
+        }
         metrics::counter!(
             names::REQUESTS,
             "service" => self.service,
