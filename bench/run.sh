@@ -51,6 +51,9 @@ for scenario in approvals reads case-life report; do
   $B load --scenario "$scenario" --seconds "$RUN" --concurrency "$CLIENTS" --postgres "$PG_ADMIN" \
     | tee "$OUT/load-$scenario-postgres.txt"
 done
+echo "== relief-bench load --scenario reads, open loop at ${READ_RATE:=500}/s (PostgreSQL)"
+$B load --scenario reads --rate "$READ_RATE" --seconds "$RUN" --postgres "$PG_ADMIN" \
+  | tee "$OUT/load-reads-open-postgres.txt"
 for scenario in approvals reads; do
   echo "== relief-bench load --scenario $scenario (SQLite)"
   $B load --scenario "$scenario" --seconds "$RUN" --concurrency "$CLIENTS" \
