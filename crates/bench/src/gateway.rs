@@ -15,6 +15,7 @@ use tonic::transport::Channel;
 
 use crate::load::{Outcome, closed_loop};
 use crate::procs::{Server, cpu_seconds_of, free_addr, reliefd_path};
+use crate::scenarios::DISTRICT;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct GatewayArgs {
@@ -48,8 +49,6 @@ pub struct GatewayArgs {
     #[arg(long)]
     pub nginx: Option<PathBuf>,
 }
-
-const DISTRICT: &str = "430112";
 
 /// A token for the backend's built-in development key.
 pub fn dev_token(
@@ -124,49 +123,19 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
-    let backend_addr = free_addr()?;
-    let gateway_addr = free_addr()?;
     let log = args.log_filter.clone();
-    // The backend: the built-in configuration (Wangcheng, development keys) on its own port.
-    let backend = Server::start(
+    let backend = Server::backend(&reliefd, dir.path(), &database_url, &log).await?;
+    let gateway = Server::gateway(
         &reliefd,
-        "backend",
         dir.path(),
-        backend_addr,
-        &["serve"],
-        &[
-            ("RELIEF_SERVER_LISTEN", backend_addr.to_string()),
-            ("RELIEF_DATABASE_URL", database_url.clone()),
-            ("RELIEF_LOG_FILTER", log.clone()),
-        ],
-    )
-    .await?;
-    let gateway_config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &gateway_config,
-        format!(
-            "[gateway]\nlisten = \"{gateway_addr}\"\n\n[[gateway.upstreams]]\nname = \"backend\"\n\
-             addresses = [\"http://{backend_addr}\"]\ndistricts = [\"{DISTRICT}\"]\n"
-        ),
-    )?;
-    let config = gateway_config.display().to_string();
-    let gateway = Server::start(
-        &reliefd,
-        "gateway",
-        dir.path(),
-        gateway_addr,
-        &["--config", &config, "gateway"],
-        &match args.gateway_threads {
-            Some(n) => vec![
-                ("RELIEF_LOG_FILTER", log.clone()),
-                ("TOKIO_WORKER_THREADS", n.to_string()),
-            ],
-            None => vec![("RELIEF_LOG_FILTER", log.clone())],
-        },
+        &backend,
+        DISTRICT,
+        &log,
+        args.gateway_threads,
     )
     .await?;
     let nginx = match &args.nginx {
-        Some(bin) => Some(start_nginx(bin, dir.path(), backend_addr).await?),
+        Some(bin) => Some(start_nginx(bin, dir.path(), backend.addr).await?),
         None => None,
     };
     let token: Arc<str> = dev_token(DISTRICT, Role::CaseOfficer, None, "bench-officer")?.into();
@@ -229,7 +198,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
                     }
                 }
                 match &mut outcomes[p][i] {
-                    Some(acc) => merge(acc, outcome)?,
+                    Some(acc) => acc.append_round(outcome)?,
                     slot => *slot = Some(outcome),
                 }
             }
@@ -298,15 +267,4 @@ async fn start_nginx(
     let conf = conf.display().to_string();
     let prefix = format!("{d}/");
     Server::start(bin, "nginx", dir, addr, &["-p", &prefix, "-c", &conf], &[]).await
-}
-
-/// Adds a later round's outcome to the first's, summing the time so throughput stays a rate.
-fn merge(acc: &mut Outcome, more: Outcome) -> anyhow::Result<()> {
-    acc.latency_us.add(&more.latency_us)?;
-    acc.ok += more.ok;
-    for (c, n) in more.errors {
-        *acc.errors.entry(c).or_default() += n;
-    }
-    acc.elapsed += more.elapsed;
-    Ok(())
 }

@@ -39,6 +39,16 @@ impl Outcome {
         Ok(())
     }
 
+    /// Adds a later round of the same measurement, run after this one: its time adds up,
+    /// so the throughput stays a rate over both.
+    pub fn append_round(&mut self, more: Outcome) -> anyhow::Result<()> {
+        self.elapsed += more.elapsed;
+        let elapsed = self.elapsed;
+        self.merge(more)?;
+        self.elapsed = elapsed;
+        Ok(())
+    }
+
     /// Successful calls per second.
     pub fn throughput(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::load::{Outcome, closed_loop, open_loop};
-use crate::procs::{Server, cpu_seconds_of, free_addr, reliefd_path};
+use crate::procs::{Server, cpu_seconds_of, reliefd_path};
 use crate::scenarios::{Clients, DISTRICT, People, REVIEWS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -194,43 +194,10 @@ async fn run(
     dir: &std::path::Path,
     database_url: &str,
 ) -> anyhow::Result<()> {
-    let backend_addr = free_addr()?;
     let log = args.log_filter.clone();
-    let backend = Server::start(
-        reliefd,
-        "backend",
-        dir,
-        backend_addr,
-        &["serve"],
-        &[
-            ("RELIEF_SERVER_LISTEN", backend_addr.to_string()),
-            ("RELIEF_DATABASE_URL", database_url.to_owned()),
-            ("RELIEF_LOG_FILTER", log.clone()),
-        ],
-    )
-    .await?;
+    let backend = Server::backend(reliefd, dir, database_url, &log).await?;
     let gateway = if args.gateway {
-        let addr = free_addr()?;
-        let config = dir.join("gateway.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[gateway]\nlisten = \"{addr}\"\n\n[[gateway.upstreams]]\nname = \"backend\"\n\
-                 addresses = [\"http://{backend_addr}\"]\ndistricts = [\"{DISTRICT}\"]\n"
-            ),
-        )?;
-        let config = config.display().to_string();
-        Some(
-            Server::start(
-                reliefd,
-                "gateway",
-                dir,
-                addr,
-                &["--config", &config, "gateway"],
-                &[("RELIEF_LOG_FILTER", log.clone())],
-            )
-            .await?,
-        )
+        Some(Server::gateway(reliefd, dir, &backend, DISTRICT, &log, None).await?)
     } else {
         None
     };

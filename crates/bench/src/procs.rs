@@ -84,6 +84,66 @@ impl Server {
         Ok(server)
     }
 
+    /// `reliefd serve` on the built-in configuration (望城区, development keys), on a port of
+    /// its own and `database_url`, logging at `log_filter`.
+    pub async fn backend(
+        reliefd: &Path,
+        dir: &Path,
+        database_url: &str,
+        log_filter: &str,
+    ) -> anyhow::Result<Server> {
+        let addr = free_addr()?;
+        Server::start(
+            reliefd,
+            "backend",
+            dir,
+            addr,
+            &["serve"],
+            &[
+                ("RELIEF_SERVER_LISTEN", addr.to_string()),
+                ("RELIEF_DATABASE_URL", database_url.to_owned()),
+                ("RELIEF_LOG_FILTER", log_filter.to_owned()),
+            ],
+        )
+        .await
+    }
+
+    /// `reliefd gateway` routing `district` to `backend`; `threads` sets its runtime's
+    /// worker threads (one per core when `None`).
+    pub async fn gateway(
+        reliefd: &Path,
+        dir: &Path,
+        backend: &Server,
+        district: &str,
+        log_filter: &str,
+        threads: Option<usize>,
+    ) -> anyhow::Result<Server> {
+        let addr = free_addr()?;
+        let config = dir.join("gateway.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[gateway]\nlisten = \"{addr}\"\n\n[[gateway.upstreams]]\nname = \"backend\"\n\
+                 addresses = [\"http://{}\"]\ndistricts = [\"{district}\"]\n",
+                backend.addr
+            ),
+        )?;
+        let config = config.display().to_string();
+        let mut env = vec![("RELIEF_LOG_FILTER", log_filter.to_owned())];
+        if let Some(n) = threads {
+            env.push(("TOKIO_WORKER_THREADS", n.to_string()));
+        }
+        Server::start(
+            reliefd,
+            "gateway",
+            dir,
+            addr,
+            &["--config", &config, "gateway"],
+            &env,
+        )
+        .await
+    }
+
     async fn wait_serving(&self) -> anyhow::Result<()> {
         let started = Instant::now();
         loop {

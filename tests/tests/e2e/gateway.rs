@@ -35,6 +35,25 @@ async fn two_backends(test: &str) -> (TestApp, TestApp) {
     (a, b)
 }
 
+/// Opens a write transaction on `app`'s store and keeps it: every write to that backend
+/// waits behind it until it is dropped.
+async fn hold_writer(app: &TestApp) -> relief_store::WriteTx {
+    app.store
+        .begin_write(
+            None,
+            Actor {
+                subject: Subject::parse("test-blocker").unwrap(),
+                name: "blocker".to_owned(),
+                role: Role::CityAdmin,
+                on_behalf_of: None,
+            },
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap()
+}
+
 fn reports(channel: Channel) -> ReportServiceClient<Channel> {
     ReportServiceClient::new(channel)
 }
@@ -204,21 +223,7 @@ async fn streams_deadlines_and_error_details_pass_through() {
 
     // The caller's deadline holds through the gateway: a write stuck behind another writer
     // ends at the deadline, as it does directly.
-    let blocker = a
-        .store
-        .begin_write(
-            None,
-            Actor {
-                subject: Subject::parse("test-blocker").unwrap(),
-                name: "blocker".to_owned(),
-                role: Role::CityAdmin,
-                on_behalf_of: None,
-            },
-            None,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    let blocker = hold_writer(&a).await;
     let deadline = Duration::from_millis(300);
     let mut codes = Vec::new();
     for channel in [a.channel(), gw.channel()] {
@@ -391,21 +396,7 @@ async fn a_busy_district_does_not_starve_its_neighbour() {
     settings.district_concurrency = 2;
     settings.queue_timeout_ms = 200;
     let gw = spawn_gateway(settings).await;
-    let blocker = a
-        .store
-        .begin_write(
-            None,
-            Actor {
-                subject: Subject::parse("test-blocker").unwrap(),
-                name: "blocker".to_owned(),
-                role: Role::CityAdmin,
-                on_behalf_of: None,
-            },
-            None,
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    let blocker = hold_writer(&a).await;
     let w = a.applicant(WANGCHENG, "street-1").on(gw.channel());
     let stuck: Vec<_> = (0..2)
         .map(|_| {

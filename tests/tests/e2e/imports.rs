@@ -5,7 +5,6 @@
 use std::time::Instant;
 
 use relief_proto::v1 as pb;
-use relief_proto::v1::report_service_client::ReportServiceClient;
 use relief_proto::v1::sync_service_client::SyncServiceClient;
 use relief_tests::{
     ApplicationBuilder, Backend, Role, TestApp, WANGCHENG, backend_tests, spawn_app, with_bearer,
@@ -13,6 +12,7 @@ use relief_tests::{
 
 use crate::approvals::{budget, channel};
 use crate::payments::finance;
+use crate::reports::indicators;
 
 backend_tests!(
     a_district_imports_its_history_once,
@@ -92,23 +92,6 @@ async fn import(app: &TestApp, records: Vec<pb::ImportCasesRequest>) -> pb::Impo
         .into_inner()
 }
 
-async fn indicators(app: &TestApp) -> pb::Indicators {
-    let token = app.token(WANGCHENG, &[Role::Auditor], None, "auditor");
-    ReportServiceClient::new(channel(app).await)
-        .get_indicators(with_bearer(
-            pb::GetIndicatorsRequest {
-                fiscal_year: 2022,
-                ..Default::default()
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .indicators
-        .unwrap()
-}
-
 async fn a_district_imports_its_history_once(backend: Backend) {
     let app = spawn_app(backend).await;
     let n = 10_000;
@@ -148,7 +131,7 @@ async fn a_district_imports_its_history_once(backend: Backend) {
     let fin = finance(&app, WANGCHENG).await;
     let verified = fin.verify(2022).await;
     assert!(verified.consistent, "{:?}", verified.problems);
-    let ind = indicators(&app).await;
+    let ind = indicators(&app, WANGCHENG, 2022).await;
     assert_eq!(ind.achieved_case_count, paid_cases);
     assert_eq!(ind.paid_fen, paid_cases * AMOUNT_FEN);
     let rejected = ind

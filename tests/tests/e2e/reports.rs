@@ -17,7 +17,7 @@ async fn reports(app: &TestApp) -> ReportServiceClient<tonic::transport::Channel
     ReportServiceClient::new(channel(app).await)
 }
 
-async fn indicators(app: &TestApp, district: &str, year: i32) -> pb::Indicators {
+pub(crate) async fn indicators(app: &TestApp, district: &str, year: i32) -> pb::Indicators {
     let token = app.token(district, &[Role::Auditor], None, "auditor");
     reports(app)
         .await
