@@ -27,7 +27,7 @@ use crate::cases::{check_version, handle, move_to, parse_case_id, visible};
 use crate::convert::{case_to_pb, role_from_pb, role_to_pb, timestamp};
 use crate::error::{ApiError, ApiResult};
 use crate::paging::{decode_offset, next_offset_page};
-use crate::{ApiContext, Begun, commit};
+use crate::{ApiContext, Begun, Locking, commit};
 
 const MAX_OPINION_CHARS: usize = 2000;
 const MAX_AGENDA_BATCH: usize = 200;
@@ -533,10 +533,30 @@ impl ApprovalApi {
             .unwrap_or(Role::Auditor)
     }
 
+    /// One approval step. It reads the case before joining the district's queue of
+    /// writers, so that deciding different cases overlaps. Only a success is answered from
+    /// that attempt: if the case changed meanwhile, or the step cannot be decided (which a
+    /// stale read could cause, or an identical call still in flight), it is decided again,
+    /// queued, so every refusal is judged on the latest state.
     async fn decide_case(
         &self,
         caller: Caller,
         req: pb::DecideCaseRequest,
+    ) -> ApiResult<pb::DecideCaseResponse> {
+        match self
+            .decide_case_as(Locking::Optimistic, &caller, &req)
+            .await
+        {
+            Ok(resp) => Ok(resp),
+            Err(_) => self.decide_case_as(Locking::Queued, &caller, &req).await,
+        }
+    }
+
+    async fn decide_case_as(
+        &self,
+        locking: Locking,
+        caller: &Caller,
+        req: &pb::DecideCaseRequest,
     ) -> ApiResult<pb::DecideCaseResponse> {
         if caller.is_city() {
             return Err(ApiError::denied("decisions need a district-scoped token"));
@@ -544,7 +564,7 @@ impl ApprovalApi {
         let district = caller.district()?.clone();
         let key = self
             .ctx
-            .idempotency_key(&caller, "DecideCase", &req.request_id, &req)?;
+            .idempotency_key(caller, "DecideCase", &req.request_id, req)?;
         let id = parse_case_id(&req.case_id)?;
         let step_id = StepId::parse(&req.step_id).map_err(|e| ApiError::invalid("step_id", e))?;
         let decision = parse_decision(
@@ -555,10 +575,11 @@ impl ApprovalApi {
         )?;
         let mut tx = match self
             .ctx
-            .begin(
+            .begin_as(
+                locking,
                 Some(&district),
-                &caller,
-                Self::provisional_role(&caller),
+                caller,
+                Self::provisional_role(caller),
                 &key,
             )
             .await?
@@ -566,12 +587,16 @@ impl ApprovalApi {
             Begun::Replayed(resp) => return Ok(resp),
             Begun::Fresh(tx) => *tx,
         };
-        let before = visible(tx.case(&district, id).await?, &CaseVisibility::District)?;
+        let found = match locking {
+            Locking::Optimistic => tx.case_optimistic(&district, id).await?,
+            Locking::Queued => tx.case(&district, id).await?,
+        };
+        let before = visible(found, &CaseVisibility::District)?;
         check_version(req.expected_version, &before)?;
         let rules = case_rules(&tx, &before).await?;
         let (after, record) = apply_decision(
             &mut tx,
-            &caller,
+            caller,
             &before,
             &rules,
             &step_id,

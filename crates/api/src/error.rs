@@ -34,6 +34,9 @@ pub enum ApiError {
     /// Optimistic concurrency: the caller's view is stale; re-read and retry.
     #[error("{0}")]
     Aborted(String),
+    /// A concurrent call changed what an optimistic write read; running it again is safe.
+    #[error("{0}")]
+    Conflict(String),
     /// More than one call may carry.
     #[error("{0}")]
     TooMany(String),
@@ -66,6 +69,7 @@ impl From<relief_store::Error> for ApiError {
             E::NotFound(what) => ApiError::NotFound(what),
             E::AlreadyExists(what) => ApiError::AlreadyExists(format!("{what} already exists")),
             E::Stale { .. } => ApiError::Aborted(e.to_string()),
+            E::Conflict(_) => ApiError::Conflict(e.to_string()),
             E::RequestIdReused => ApiError::AlreadyExists(
                 "request_id was already used for a different request; use a new request_id"
                     .to_owned(),
@@ -117,7 +121,7 @@ impl From<ApiError> for Status {
                 ErrorDetails::with_precondition_failure_violation(reason, "", message),
             ),
             ApiError::AlreadyExists(_) => Status::already_exists(message),
-            ApiError::Aborted(_) => Status::aborted(message),
+            ApiError::Aborted(_) | ApiError::Conflict(_) => Status::aborted(message),
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 Status::internal("internal error")

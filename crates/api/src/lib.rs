@@ -73,10 +73,24 @@ impl ApiContext {
         ))
     }
 
-    /// Opens the write for a mutation and returns the earlier response when this request id
-    /// was already applied.
+    /// Opens the write for a mutation, queued behind the district's other writers, and
+    /// returns the earlier response when this request id was already applied.
     async fn begin<R: Message + Default>(
         &self,
+        district: Option<&DistrictId>,
+        caller: &Caller,
+        role: relief_domain::Role,
+        key: &IdempotencyKey,
+    ) -> ApiResult<Begun<R>> {
+        self.begin_as(Locking::Queued, district, caller, role, key)
+            .await
+    }
+
+    /// [`ApiContext::begin`], with the district's queue joined only at the first write
+    /// when `locking` is [`Locking::Optimistic`].
+    async fn begin_as<R: Message + Default>(
+        &self,
+        locking: Locking,
         district: Option<&DistrictId>,
         caller: &Caller,
         role: relief_domain::Role,
@@ -91,6 +105,9 @@ impl ApiContext {
                 self.clock.now(),
             )
             .await?;
+        if locking == Locking::Queued {
+            tx.lock().await?;
+        }
         match tx.replay(key).await? {
             Some(bytes) => {
                 let resp = R::decode(bytes.as_slice()).map_err(|e| {
@@ -101,6 +118,17 @@ impl ApiContext {
             None => Ok(Begun::Fresh(Box::new(tx))),
         }
     }
+}
+
+/// When a mutation joins its district's queue of writers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Locking {
+    /// Before it reads anything: what it reads cannot change before it commits.
+    Queued,
+    /// At its first write: it reads the case unqueued, and its write fails with
+    /// [`ApiError::Conflict`] if anyone changed the case in between. A call that fails
+    /// this way is run once more, queued.
+    Optimistic,
 }
 
 /// A mutation either starts fresh or was already applied.

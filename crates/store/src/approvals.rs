@@ -228,7 +228,7 @@ impl WriteTx {
         district: &DistrictId,
         case: CaseId,
     ) -> Result<Vec<DecisionRecord>> {
-        decisions_for_case(self.conn(), district, case).await
+        decisions_for_case(self.unlocked(), district, case).await
     }
 
     pub async fn insert_decision(
@@ -259,7 +259,7 @@ impl WriteTx {
             waited_secs: d.waited_secs,
         };
         decision::Entity::insert(row.into_active_model())
-            .exec(self.conn())
+            .exec(self.conn().await?)
             .await
             .map_err(|e| Error::on_insert(e, "decision"))?;
         Ok(())
@@ -271,7 +271,7 @@ impl WriteTx {
         district: &DistrictId,
         delegate: &str,
     ) -> Result<Vec<DelegationRecord>> {
-        active_delegations(self.conn(), district, delegate, self.now()).await
+        active_delegations(self.conn().await?, district, delegate, self.now()).await
     }
 
     pub async fn delegation(
@@ -281,7 +281,7 @@ impl WriteTx {
     ) -> Result<Option<DelegationRecord>> {
         delegation::Entity::find_by_id(id.to_owned())
             .filter(delegation::Column::DistrictId.eq(district.as_str()))
-            .one(self.conn())
+            .one(self.conn().await?)
             .await?
             .map(DelegationRecord::from_row)
             .transpose()
@@ -301,7 +301,7 @@ impl WriteTx {
             created_at: d.created_at,
         };
         delegation::Entity::insert(row.into_active_model())
-            .exec(self.conn())
+            .exec(self.conn().await?)
             .await
             .map_err(|e| Error::on_insert(e, "delegation"))?;
         self.record(
@@ -326,7 +326,7 @@ impl WriteTx {
             .col_expr(delegation::Column::RevokedAt, Expr::value(self.now()))
             .filter(delegation::Column::Id.eq(before.id.as_str()))
             .filter(delegation::Column::DistrictId.eq(before.district_id.as_str()))
-            .exec(self.conn())
+            .exec(self.conn().await?)
             .await?;
         self.record(
             &before.district_id,
@@ -340,7 +340,7 @@ impl WriteTx {
     }
 
     pub async fn meeting(&self, district: &DistrictId, id: &str) -> Result<Option<MeetingRecord>> {
-        meeting(self.conn(), district, id).await
+        meeting(self.conn().await?, district, id).await
     }
 
     pub async fn insert_meeting(&mut self, m: &MeetingRecord) -> Result<()> {
@@ -356,7 +356,7 @@ impl WriteTx {
             closed_at: None,
         };
         meeting::Entity::insert(row.into_active_model())
-            .exec(self.conn())
+            .exec(self.conn().await?)
             .await
             .map_err(|e| Error::on_insert(e, "meeting"))?;
         self.record(
@@ -381,12 +381,12 @@ impl WriteTx {
             .filter(meeting_item::Column::DistrictId.eq(district.as_str()))
             .filter(meeting_item::Column::CaseId.eq(case.to_string()))
             .into_tuple()
-            .all(self.conn())
+            .all(self.conn().await?)
             .await?;
         for id in ids {
             let open = meeting::Entity::find_by_id(id.clone())
                 .filter(meeting::Column::State.eq("open"))
-                .count(self.conn())
+                .count(self.conn().await?)
                 .await?;
             if open > 0 {
                 return Ok(Some(id));
@@ -414,7 +414,7 @@ impl WriteTx {
                 opinion: None,
             };
             meeting_item::Entity::insert(row.into_active_model())
-                .exec(self.conn())
+                .exec(self.conn().await?)
                 .await
                 .map_err(|e| Error::on_insert(e, format!("case {c} on meeting {}", before.id)))?;
             after.items.push(MeetingItemRecord {
@@ -461,7 +461,7 @@ impl WriteTx {
             )
             .filter(meeting_item::Column::MeetingId.eq(before.id.as_str()))
             .filter(meeting_item::Column::CaseId.eq(item.case_id.to_string()))
-            .exec(self.conn())
+            .exec(self.conn().await?)
             .await?;
         let mut after = before.clone();
         if let Some(slot) = after.items.iter_mut().find(|i| i.case_id == item.case_id) {
@@ -484,7 +484,7 @@ impl WriteTx {
             .col_expr(meeting::Column::ClosedAt, Expr::value(self.now()))
             .filter(meeting::Column::Id.eq(before.id.as_str()))
             .filter(meeting::Column::State.eq("open"))
-            .exec(self.conn())
+            .exec(self.conn().await?)
             .await?;
         if res.rows_affected != 1 {
             return Err(Error::NotFound("open meeting"));
@@ -511,7 +511,7 @@ impl WriteTx {
         district: &DistrictId,
         fiscal_year: i32,
     ) -> Result<BudgetBalance> {
-        ledger_balance(self.conn(), district, fiscal_year).await
+        ledger_balance(self.conn().await?, district, fiscal_year).await
     }
 
     pub async fn add_ledger_entry(
@@ -532,7 +532,9 @@ impl WriteTx {
             actor_subject: sea_orm::Set(self.actor().subject.to_string()),
             created_at: sea_orm::Set(self.now()),
         };
-        ledger_entry::Entity::insert(row).exec(self.conn()).await?;
+        ledger_entry::Entity::insert(row)
+            .exec(self.conn().await?)
+            .await?;
         Ok(())
     }
 }

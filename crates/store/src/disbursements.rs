@@ -252,7 +252,7 @@ async fn year_closed<C: ConnectionTrait>(
 
 impl WriteTx {
     pub async fn year_closed(&self, district: &DistrictId, year: i32) -> Result<bool> {
-        year_closed(self.conn(), district, year).await
+        year_closed(self.conn().await?, district, year).await
     }
 
     pub async fn close_year(
@@ -269,7 +269,7 @@ impl WriteTx {
             closed_at: self.now(),
         };
         fiscal_year_closure::Entity::insert(row.into_active_model())
-            .exec(self.conn())
+            .exec(self.conn().await?)
             .await
             .map_err(|e| Error::on_insert(e, format!("closure of fiscal year {year}")))?;
         #[derive(Serialize)]
@@ -295,16 +295,16 @@ impl WriteTx {
         district: &DistrictId,
         case: CaseId,
     ) -> Result<Vec<PaymentRecord>> {
-        payments_of_case(self.conn(), district, case).await
+        payments_of_case(self.conn().await?, district, case).await
     }
 
     pub async fn payment(&self, district: &DistrictId, id: &str) -> Result<Option<PaymentRecord>> {
-        payment(self.conn(), district, id).await
+        payment(self.conn().await?, district, id).await
     }
 
     pub async fn insert_payment(&mut self, p: &PaymentRecord) -> Result<()> {
         payment::Entity::insert(p.to_row().into_active_model())
-            .exec(self.conn())
+            .exec(self.conn().await?)
             .await
             .map_err(|e| Error::on_insert(e, "payment"))?;
         self.record(
@@ -345,7 +345,7 @@ impl WriteTx {
             .col_expr(payment::Column::UpdatedAt, Expr::value(row.updated_at))
             .filter(payment::Column::Id.eq(before.id.as_str()))
             .filter(payment::Column::State.eq(before.state.as_str()))
-            .exec(self.conn())
+            .exec(self.conn().await?)
             .await?;
         if res.rows_affected != 1 {
             return Err(Error::Stale {
@@ -367,7 +367,7 @@ impl WriteTx {
 
     pub async fn insert_follow_up(&mut self, f: &FollowUpRecord) -> Result<()> {
         follow_up::Entity::insert(f.to_row().into_active_model())
-            .exec(self.conn())
+            .exec(self.conn().await?)
             .await
             .map_err(|e| Error::on_insert(e, "follow-up"))?;
         Ok(())
@@ -378,7 +378,7 @@ impl WriteTx {
         district: &DistrictId,
         id: &str,
     ) -> Result<Option<FollowUpRecord>> {
-        follow_up(self.conn(), district, id).await
+        follow_up(self.conn().await?, district, id).await
     }
 
     /// Cancels the case's follow-ups not yet done (its payment was returned).
@@ -391,7 +391,7 @@ impl WriteTx {
             .filter(follow_up::Column::DistrictId.eq(district.as_str()))
             .filter(follow_up::Column::CaseId.eq(case.to_string()))
             .filter(follow_up::Column::Done.eq(false))
-            .exec(self.conn())
+            .exec(self.conn().await?)
             .await?;
         Ok(res.rows_affected)
     }
@@ -414,7 +414,7 @@ impl WriteTx {
             .col_expr(follow_up::Column::RecordedBy, Expr::value(row.recorded_by))
             .col_expr(follow_up::Column::RecordedAt, Expr::value(row.recorded_at))
             .filter(follow_up::Column::Id.eq(before.id.as_str()))
-            .exec(self.conn())
+            .exec(self.conn().await?)
             .await?;
         self.record(
             &before.district_id,

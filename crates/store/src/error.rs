@@ -18,6 +18,10 @@ pub enum Error {
     /// The change would break a rule of the books; the message says which.
     #[error("{0}")]
     Precondition(String),
+    /// A concurrent write changed `what` after this one read it; the whole call is safe
+    /// to run again.
+    #[error("{0} was changed by a concurrent call")]
+    Conflict(&'static str),
     #[error("request_id was already used for a different request")]
     RequestIdReused,
     #[error("stored {what} is unreadable: {detail}")]

@@ -43,7 +43,7 @@ impl WriteTx {
     ) -> Result<Option<PriorImport>> {
         Ok(
             case_import::Entity::find_by_id((district.to_string(), external_id.to_owned()))
-                .one(self.conn())
+                .one(self.conn().await?)
                 .await?
                 .map(|row| PriorImport {
                     case_id: row.case_id,
@@ -62,7 +62,7 @@ impl WriteTx {
         let c = &imported.case;
         let district = c.district_id.clone();
         case::Entity::insert(c.to_row()?.into_active_model())
-            .exec(self.conn())
+            .exec(self.conn().await?)
             .await
             .map_err(|e| Error::on_insert(e, format!("case {}", c.id)))?;
         self.record_with_note(
@@ -79,7 +79,7 @@ impl WriteTx {
         }
         if let Some(p) = &imported.payment {
             payment::Entity::insert(p.to_row().into_active_model())
-                .exec(self.conn())
+                .exec(self.conn().await?)
                 .await
                 .map_err(|e| Error::on_insert(e, "payment"))?;
             self.record(
@@ -110,7 +110,7 @@ impl WriteTx {
             }
             .into_active_model(),
         )
-        .exec(self.conn())
+        .exec(self.conn().await?)
         .await
         .map_err(|e| Error::on_insert(e, format!("import {}", imported.external_id)))?;
         Ok(())

@@ -2,7 +2,8 @@
 //! a case by id alone, so one district can never see another's rows by accident.
 //!
 //! Writes go through [`WriteTx`], which serializes writers per district (a row lock on
-//! PostgreSQL, one in-process writer on SQLite, which has no row locks), appends the audit
+//! PostgreSQL taken at a write's first statement that needs it, one in-process writer on
+//! SQLite, which has no row locks), appends the audit
 //! events of the change to the district's hash chain, stores the response under the caller's
 //! request id, and commits all of it at once or none of it.
 
@@ -14,6 +15,7 @@ mod imports;
 mod reads;
 mod records;
 mod reports;
+mod rules_cache;
 mod write;
 
 pub use approvals::{DecisionRecord, DelegationRecord, MeetingItemRecord, MeetingRecord};
@@ -72,6 +74,8 @@ pub struct Store {
     committed: Arc<tokio::sync::Notify>,
     /// How long request ids are kept.
     request_id_retention: chrono::Duration,
+    /// Rules versions already read; they never change.
+    rules_versions: Arc<rules_cache::RulesVersions>,
 }
 
 impl Store {
@@ -103,6 +107,7 @@ impl Store {
             request_id_retention: chrono::Duration::days(i64::from(
                 settings.request_id_retention_days,
             )),
+            rules_versions: Arc::default(),
         })
     }
 

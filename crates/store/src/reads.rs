@@ -111,11 +111,18 @@ impl Store {
         id: &DistrictId,
         version: i64,
     ) -> Result<Option<RulesVersionRecord>> {
-        rules_version::Entity::find_by_id((id.to_string(), version))
+        if let Some(kept) = self.rules_versions.get(id, version) {
+            return Ok(Some(kept));
+        }
+        let found = rules_version::Entity::find_by_id((id.to_string(), version))
             .one(&self.db)
             .await?
             .map(RulesVersionRecord::from_row)
-            .transpose()
+            .transpose()?;
+        if let Some(r) = &found {
+            self.rules_versions.put(r);
+        }
+        Ok(found)
     }
 
     pub async fn case(&self, district: &DistrictId, id: CaseId) -> Result<Option<CaseRecord>> {

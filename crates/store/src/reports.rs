@@ -477,10 +477,10 @@ impl WriteTx {
     ) -> Result<()> {
         let key = (district.to_string(), fiscal_year, section.to_owned());
         let before = report_narrative::Entity::find_by_id(key.clone())
-            .one(self.conn())
+            .one(self.conn().await?)
             .await?;
         report_narrative::Entity::delete_by_id(key)
-            .exec(self.conn())
+            .exec(self.conn().await?)
             .await?;
         if !text.is_empty() {
             let row = report_narrative::Model {
@@ -492,7 +492,7 @@ impl WriteTx {
                 updated_at: self.now(),
             };
             report_narrative::Entity::insert(row.into_active_model())
-                .exec(self.conn())
+                .exec(self.conn().await?)
                 .await?;
         }
         #[derive(serde::Serialize)]

@@ -14,12 +14,14 @@ use sea_orm::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::OwnedMutexGuard;
 
 use crate::entity::{case, district, event, request_id, rules_version};
 use crate::error::{Error, Result};
 use crate::records::{Actor, CaseRecord, DistrictRecord, rules_from_json};
+use crate::rules_cache::RulesVersions;
 use crate::{Store, reads};
 
 /// Who asked for a mutation and under which request id: a second call with the same key
@@ -72,8 +74,12 @@ struct PendingEvent {
 pub struct WriteTx {
     txn: DatabaseTransaction,
     _writer: Option<OwnedMutexGuard<()>>,
+    /// The district whose writers this transaction queues behind, and whether it does yet.
+    district: Option<DistrictId>,
+    locked: AtomicBool,
     committed: Arc<tokio::sync::Notify>,
     request_id_retention: chrono::Duration,
+    rules_versions: Arc<RulesVersions>,
     actor: Actor,
     request_id: Option<String>,
     now: DateTime<Utc>,
@@ -91,8 +97,13 @@ impl std::fmt::Debug for WriteTx {
 
 impl Store {
     /// Opens a write for `actor`. With a district, writers of that district queue behind
-    /// each other (its row is locked on PostgreSQL); a district that does not exist is
-    /// `NotFound`. `now` is truncated to microseconds, the precision both databases keep.
+    /// each other (its row is locked on PostgreSQL) from the first statement that needs it:
+    /// every write, every read of district-wide state, and the commit. Only the reads that
+    /// an optimistic change re-checks at its write ([`WriteTx::replay`],
+    /// [`WriteTx::case_optimistic`], [`WriteTx::rules_version`],
+    /// [`WriteTx::decisions_for_case`]) run before it. A district that does not exist is
+    /// `NotFound` at that point. `now` is truncated to microseconds, the precision both
+    /// databases keep.
     pub async fn begin_write(
         &self,
         district: Option<&DistrictId>,
@@ -111,22 +122,14 @@ impl Store {
                 ..Default::default()
             })
             .await?;
-        if let Some(d) = district {
-            let mut q = district::Entity::find_by_id(d.as_str().to_owned())
-                .select_only()
-                .column(district::Column::Id);
-            if txn.get_database_backend() == DbBackend::Postgres {
-                q = q.lock(LockType::Update);
-            }
-            if q.into_tuple::<String>().one(&txn).await?.is_none() {
-                return Err(Error::NotFound("district"));
-            }
-        }
         Ok(WriteTx {
             txn,
             _writer: writer,
+            district: district.cloned(),
+            locked: AtomicBool::new(false),
             committed: self.committed.clone(),
             request_id_retention: self.request_id_retention,
+            rules_versions: self.rules_versions.clone(),
             actor,
             request_id,
             now: now.trunc_subsecs(6),
@@ -152,6 +155,40 @@ fn to_json<T: Serialize>(what: &'static str, v: &T) -> Result<String> {
 }
 
 impl WriteTx {
+    /// Queues behind the district's other writers (once), and checks the district exists.
+    pub async fn lock(&self) -> Result<()> {
+        let Some(d) = &self.district else {
+            return Ok(());
+        };
+        if self.locked.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut q = district::Entity::find_by_id(d.as_str().to_owned())
+            .select_only()
+            .column(district::Column::Id);
+        if self.txn.get_database_backend() == DbBackend::Postgres {
+            q = q.lock(LockType::Update);
+        }
+        if q.into_tuple::<String>().one(&self.txn).await?.is_none() {
+            return Err(Error::NotFound("district"));
+        }
+        self.locked.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The transaction, once the district's writers are serialized behind this one.
+    pub(crate) async fn conn(&self) -> Result<&DatabaseTransaction> {
+        self.lock().await?;
+        Ok(&self.txn)
+    }
+
+    /// The transaction before any lock: only for reads that the change re-checks when it
+    /// writes (a case's version) or that never change (rules versions, decisions, which
+    /// are only written together with their case).
+    pub(crate) fn unlocked(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.now
     }
@@ -174,14 +211,14 @@ impl WriteTx {
             key.subject.clone(),
             key.request_id.clone(),
         ))
-        .one(&self.txn)
+        .one(self.unlocked())
         .await?;
         match found {
             None => Ok(None),
             // Past the retention the id is forgotten, as the purge would have done.
             Some(row) if row.created_at < self.now - self.request_id_retention => {
                 request_id::Entity::delete_by_id((row.scope, row.subject, row.request_id))
-                    .exec(&self.txn)
+                    .exec(self.conn().await?)
                     .await?;
                 Ok(None)
             }
@@ -239,6 +276,8 @@ impl WriteTx {
 
     /// Writes the queued events, the idempotent response, and commits.
     pub async fn commit(mut self, response: Option<(&IdempotencyKey, Vec<u8>)>) -> Result<()> {
+        // The chain's next link and the request id are taken in the district's queue.
+        self.lock().await?;
         let events = std::mem::take(&mut self.events);
         let mut heads: Vec<(String, i64, String)> = Vec::new();
         for e in events {
@@ -313,7 +352,11 @@ impl WriteTx {
             request_id::Entity::insert(row.into_active_model())
                 .exec(&self.txn)
                 .await
-                .map_err(|e| Error::on_insert(e, "request_id"))?;
+                .map_err(|e| match Error::on_insert(e, "request_id") {
+                    // The same request, applied by a concurrent call since this one looked.
+                    Error::AlreadyExists(_) => Error::Conflict("request_id"),
+                    other => other,
+                })?;
         }
         self.txn.commit().await?;
         self.committed.notify_waiters();
@@ -336,7 +379,7 @@ impl WriteTx {
             updated_at: self.now,
         };
         district::Entity::insert(row.into_active_model())
-            .exec(&self.txn)
+            .exec(self.conn().await?)
             .await
             .map_err(|e| Error::on_insert(e, format!("district {id}")))?;
         self.insert_rules_version(id, 1, rules).await?;
@@ -379,7 +422,7 @@ impl WriteTx {
             created_at: self.now,
         };
         rules_version::Entity::insert(row.into_active_model())
-            .exec(&self.txn)
+            .exec(self.conn().await?)
             .await
             .map_err(|e| {
                 Error::on_insert(e, format!("rules version {version} of district {id}"))
@@ -395,7 +438,7 @@ impl WriteTx {
         rules: &FundRules,
         expected_version: Option<i64>,
     ) -> Result<DistrictRecord> {
-        let before = reads::district(&self.txn, id)
+        let before = reads::district(self.conn().await?, id)
             .await?
             .ok_or(Error::NotFound("district"))?;
         if let Some(expected) = expected_version
@@ -414,7 +457,7 @@ impl WriteTx {
             .col_expr(district::Column::CurrentRulesVersion, Expr::value(version))
             .col_expr(district::Column::UpdatedAt, Expr::value(self.now))
             .filter(district::Column::Id.eq(id.as_str()))
-            .exec(&self.txn)
+            .exec(self.conn().await?)
             .await?;
         let after = DistrictRecord {
             rules: rules.clone(),
@@ -434,7 +477,7 @@ impl WriteTx {
     }
 
     pub async fn district(&self, id: &DistrictId) -> Result<Option<DistrictRecord>> {
-        reads::district(&self.txn, id).await
+        reads::district(self.conn().await?, id).await
     }
 
     /// Writes the ledger entries that move each year's allocation from `old` to `new`. A
@@ -483,25 +526,41 @@ impl WriteTx {
         Ok(())
     }
 
+    /// A rules version, from those this process keeps when it has read it before (a write
+    /// does not add to them: what it inserted may yet be rolled back).
     pub async fn rules_version(&self, id: &DistrictId, version: i64) -> Result<Option<FundRules>> {
+        if let Some(kept) = self.rules_versions.get(id, version) {
+            return Ok(Some(kept.rules));
+        }
         let row = rules_version::Entity::find_by_id((id.to_string(), version))
-            .one(&self.txn)
+            .one(self.unlocked())
             .await?;
         row.map(|r| rules_from_json(&r.rules)).transpose()
     }
 
     // ---- cases ----
 
-    /// The case as it is now, inside this transaction (the district's writers are already
-    /// serialized, so nothing changes it before commit).
+    /// The case as it is now, with the district's writers serialized behind this one, so
+    /// nothing changes it before commit.
     pub async fn case(&self, district: &DistrictId, id: CaseId) -> Result<Option<CaseRecord>> {
-        reads::case(&self.txn, district, id).await
+        reads::case(self.conn().await?, district, id).await
+    }
+
+    /// The case as last committed, read before the district's queue: for a change that
+    /// ends in [`WriteTx::update_case`], whose version check then fails with
+    /// [`Error::Conflict`] if anyone changed the case in between.
+    pub async fn case_optimistic(
+        &self,
+        district: &DistrictId,
+        id: CaseId,
+    ) -> Result<Option<CaseRecord>> {
+        reads::case(self.unlocked(), district, id).await
     }
 
     pub async fn insert_case(&mut self, record: &CaseRecord) -> Result<()> {
         let row = record.to_row()?;
         case::Entity::insert(row.into_active_model())
-            .exec(&self.txn)
+            .exec(self.conn().await?)
             .await
             .map_err(|e| Error::on_insert(e, format!("case {}", record.id)))?;
         self.record(
@@ -527,20 +586,7 @@ impl WriteTx {
         after.version = before.version + 1;
         after.updated_at = self.now;
         let row = after.to_row()?;
-        let res = case::Entity::update_many()
-            .set(row.into_active_model().reset_all())
-            .filter(case::Column::Id.eq(before.id.to_string()))
-            .filter(case::Column::DistrictId.eq(before.district_id.as_str()))
-            .filter(case::Column::Version.eq(before.version))
-            .exec(&self.txn)
-            .await?;
-        if res.rows_affected != 1 {
-            return Err(Error::Stale {
-                what: "case",
-                expected: before.version,
-                actual: before.version + 1,
-            });
-        }
+        // The event's JSON is made before the district's queue is joined.
         self.record_with_note(
             &before.district_id,
             action,
@@ -550,6 +596,16 @@ impl WriteTx {
             Some(before),
             Some(&*after),
         )?;
+        let res = case::Entity::update_many()
+            .set(row.into_active_model().reset_all())
+            .filter(case::Column::Id.eq(before.id.to_string()))
+            .filter(case::Column::DistrictId.eq(before.district_id.as_str()))
+            .filter(case::Column::Version.eq(before.version))
+            .exec(self.conn().await?)
+            .await?;
+        if res.rows_affected != 1 {
+            return Err(Error::Conflict("case"));
+        }
         Ok(())
     }
 
@@ -572,15 +628,10 @@ impl WriteTx {
             .filter(case::Column::SubmittedAt.gte(since))
             .order_by_asc(case::Column::Id)
             .into_tuple()
-            .all(&self.txn)
+            .all(self.conn().await?)
             .await?;
         ids.iter()
             .map(|s| CaseId::parse(s).map_err(|e| Error::corrupt("case id", e)))
             .collect()
-    }
-
-    /// The transaction, for the store's other modules.
-    pub(crate) fn conn(&self) -> &DatabaseTransaction {
-        &self.txn
     }
 }

@@ -1193,6 +1193,85 @@ async fn concurrent_decisions_on_one_step(backend: Backend) {
     assert_eq!(app.actions(WANGCHENG, Some(&id)).await.len(), 3);
 }
 
+/// Sixteen officers decide sixteen cases of one district at once, then sixteen deputies the
+/// next step: every step applies once, in one unbroken chain.
+async fn concurrent_decisions_on_many_cases(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let applicant = app.applicant(WANGCHENG, "gaotangling");
+    let mut ids = Vec::new();
+    for _ in 0..16 {
+        ids.push(applicant.submitted(valid_application()).await.case_id);
+    }
+    for (step, role) in [(OFFICER, Role::CaseOfficer), (DEPUTY, Role::DeputyLeader)] {
+        let mut people = Vec::new();
+        for k in 0..ids.len() {
+            people.push(person(&app, WANGCHENG, &[role], &format!("{step}-{k}")).await);
+        }
+        let results = futures::future::join_all(ids.iter().zip(people).map(|(id, p)| {
+            let id = id.clone();
+            tokio::spawn(async move {
+                p.decide(&id, step, pb::Decision::Approve, 0, "", "同意")
+                    .await
+            })
+        }))
+        .await;
+        for r in results {
+            let resp = r.unwrap().unwrap();
+            assert_eq!(resp.decision.unwrap().step_id, step);
+        }
+    }
+    for id in &ids {
+        let actions = app.actions(WANGCHENG, Some(id)).await;
+        let steps = actions
+            .iter()
+            .filter(|a| *a == "case.step_approved")
+            .count();
+        assert_eq!(steps, 2, "{id}: {actions:?}");
+    }
+    app.assert_chain_intact(WANGCHENG).await;
+}
+
+/// One decision sent eight times at once under one request id (a client retrying while its
+/// first call is still in flight), on five cases: every call gets the one decision, applied
+/// once.
+async fn concurrent_retries_of_one_decision(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let applicant = app.applicant(WANGCHENG, "gaotangling");
+    let officer = person(&app, WANGCHENG, &[Role::CaseOfficer], "officer").await;
+    for _ in 0..5 {
+        let id = applicant.submitted(valid_application()).await.case_id;
+        let req = pb::DecideCaseRequest {
+            request_id: request_id(),
+            case_id: id.clone(),
+            step_id: OFFICER.to_owned(),
+            decision: pb::Decision::Approve as i32,
+            opinion: "同意".to_owned(),
+            ..Default::default()
+        };
+        let results = futures::future::join_all((0..8).map(|_| {
+            let officer = officer.clone();
+            let req = req.clone();
+            tokio::spawn(async move { officer.decide_raw(req).await })
+        }))
+        .await;
+        let answers: Vec<pb::DecideCaseResponse> =
+            results.into_iter().map(|r| r.unwrap().unwrap()).collect();
+        for a in &answers {
+            assert_eq!(a, &answers[0], "every retry gets the first answer");
+        }
+        let actions = app.actions(WANGCHENG, Some(&id)).await;
+        assert_eq!(
+            actions
+                .iter()
+                .filter(|a| *a == "case.step_approved")
+                .count(),
+            1,
+            "{actions:?}"
+        );
+    }
+    app.assert_chain_intact(WANGCHENG).await;
+}
+
 backend_tests!(
     seed_chain_walked_by_five_people,
     custom_chain_of_another_district,
@@ -1205,4 +1284,6 @@ backend_tests!(
     audit_chain_catches_an_edited_event,
     concurrent_final_approvals_never_overspend,
     concurrent_decisions_on_one_step,
+    concurrent_decisions_on_many_cases,
+    concurrent_retries_of_one_decision,
 );
