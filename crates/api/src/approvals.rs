@@ -226,6 +226,35 @@ async fn apply_decision(
     )
     .map_err(|c| ApiError::denied(c.to_string()))?;
     tx.act_as(actor.clone());
+    // The decision is a new row that nothing else refers to yet, so it is written before
+    // the district's queue is joined.
+    let record = DecisionRecord {
+        id: uuid_v7(),
+        case_id: before.id,
+        step_id: step_id.clone(),
+        step_name: step.name.clone(),
+        decision: decision.as_str().to_owned(),
+        actor_subject: actor.subject.to_string(),
+        actor_name: actor.name.clone(),
+        actor_role: actor.role,
+        on_behalf_of: actor.on_behalf_of.as_ref().map(ToString::to_string),
+        opinion: opinion.to_owned(),
+        amount_before: facts.current,
+        amount_after: outcome.amount,
+        over_cap: before.over_cap,
+        over_cap_justification: before.application.over_cap_justification.clone(),
+        meeting_id: meeting_id.map(str::to_owned),
+        return_to_step_id: match decision {
+            Decision::Return { to } => to.as_ref().map(ToString::to_string),
+            Decision::Approve { .. } | Decision::Reject => None,
+        },
+        decided_at: tx.now(),
+        fiscal_year: before.application.fiscal_year,
+        waited_secs: before
+            .step_entered_at
+            .map_or(0, |t| (tx.now() - t).num_seconds().max(0)),
+    };
+    tx.insert_decision(&district, &record).await?;
 
     if outcome.final_approval {
         let year = before
@@ -272,33 +301,6 @@ async fn apply_decision(
     };
     let note = (!opinion.is_empty()).then_some(opinion);
     tx.update_case(action, note, before, &mut after).await?;
-    let record = DecisionRecord {
-        id: uuid_v7(),
-        case_id: before.id,
-        step_id: step_id.clone(),
-        step_name: step.name.clone(),
-        decision: decision.as_str().to_owned(),
-        actor_subject: actor.subject.to_string(),
-        actor_name: actor.name.clone(),
-        actor_role: actor.role,
-        on_behalf_of: actor.on_behalf_of.as_ref().map(ToString::to_string),
-        opinion: opinion.to_owned(),
-        amount_before: facts.current,
-        amount_after: outcome.amount,
-        over_cap: before.over_cap,
-        over_cap_justification: before.application.over_cap_justification.clone(),
-        meeting_id: meeting_id.map(str::to_owned),
-        return_to_step_id: match decision {
-            Decision::Return { to } => to.as_ref().map(ToString::to_string),
-            Decision::Approve { .. } | Decision::Reject => None,
-        },
-        decided_at: now,
-        fiscal_year: before.application.fiscal_year,
-        waited_secs: before
-            .step_entered_at
-            .map_or(0, |t| (now - t).num_seconds().max(0)),
-    };
-    tx.insert_decision(&district, &record).await?;
     tracing::info!(district = %district, case = %before.id, step = %step_id, decision = decision.as_str(), "case decided");
     Ok((after, record))
 }

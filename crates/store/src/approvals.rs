@@ -231,6 +231,9 @@ impl WriteTx {
         decisions_for_case(self.unlocked(), district, case).await
     }
 
+    /// Writes a decision. It is a new row under a fresh id that no other row refers to,
+    /// so it takes no lock that another writer could wait for, and may be written before
+    /// the district's queue is joined.
     pub async fn insert_decision(
         &mut self,
         district: &DistrictId,
@@ -259,7 +262,7 @@ impl WriteTx {
             waited_secs: d.waited_secs,
         };
         decision::Entity::insert(row.into_active_model())
-            .exec(self.conn().await?)
+            .exec(self.unlocked())
             .await
             .map_err(|e| Error::on_insert(e, "decision"))?;
         Ok(())

@@ -101,7 +101,7 @@ impl Store {
     /// every write, every read of district-wide state, and the commit. Only the reads that
     /// an optimistic change re-checks at its write ([`WriteTx::replay`],
     /// [`WriteTx::case_optimistic`], [`WriteTx::rules_version`],
-    /// [`WriteTx::decisions_for_case`]) run before it. A district that does not exist is
+    /// [`WriteTx::decisions_for_case`]) and the insert of a decision run before it. A district that does not exist is
     /// `NotFound` at that point. `now` is truncated to microseconds, the precision both
     /// databases keep.
     pub async fn begin_write(
@@ -184,7 +184,8 @@ impl WriteTx {
 
     /// The transaction before any lock: only for reads that the change re-checks when it
     /// writes (a case's version) or that never change (rules versions, decisions, which
-    /// are only written together with their case).
+    /// are only written together with their case), and for inserting rows no other writer
+    /// can touch (a decision under a fresh id).
     pub(crate) fn unlocked(&self) -> &DatabaseTransaction {
         &self.txn
     }
