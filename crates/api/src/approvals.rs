@@ -468,30 +468,34 @@ impl ApprovalApi {
         let limit = self.ctx.page_size(req.page_size)?;
         let offset = decode_offset("task", &req.page_token)?;
         let now = self.ctx.clock.now();
-        let mut roles: Vec<Role> = caller
+        let roles: Vec<Role> = caller
             .claims()
             .roles()
             .iter()
             .copied()
             .filter(|r| may_hold_step(*r))
             .collect();
-        let mut delegated = HashMap::new();
-        for d in self
-            .ctx
-            .store
-            .active_delegations(&district, caller.claims().subject().as_str(), now)
-            .await?
-        {
-            if !roles.contains(&d.role) {
-                roles.push(d.role);
-            }
-            delegated.insert(d.role, d.delegator_subject);
-        }
+        let subject = caller.claims().subject().as_str();
         let mut rows = self
             .ctx
             .store
-            .cases_waiting_for(&district, &roles, offset, limit + 1)
+            .cases_waiting_for(&district, &roles, subject, now, offset, limit + 1)
             .await?;
+        // Who delegated a step is looked up only when the inbox holds one.
+        let mut delegated = HashMap::new();
+        if rows
+            .iter()
+            .any(|c| c.step_role.is_some_and(|r| !caller.has_role(r)))
+        {
+            for d in self
+                .ctx
+                .store
+                .active_delegations(&district, subject, now)
+                .await?
+            {
+                delegated.insert(d.role, d.delegator_subject);
+            }
+        }
         let next_page_token = next_offset_page(&mut rows, "task", offset, limit);
         Ok(pb::ListMyTasksResponse {
             tasks: self.tasks(&caller, rows, &delegated).await?,

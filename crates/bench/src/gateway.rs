@@ -244,7 +244,9 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
 }
 
 /// nginx with one `grpc_pass` to the backend, as the reference proxy: one worker process (the
-/// gateway gets a runtime of its own too), no access log.
+/// gateway gets a runtime of its own too), no access log, and connections kept for the
+/// whole run (by default nginx closes an HTTP/2 connection after 1,000 requests, which
+/// cancels the calls in flight on it).
 async fn start_nginx(
     bin: &std::path::Path,
     dir: &std::path::Path,
@@ -258,9 +260,9 @@ async fn start_nginx(
         format!(
             "worker_processes 1;\nerror_log {d}/nginx-error.log warn;\npid {d}/nginx.pid;\n\
              daemon off;\nevents {{ worker_connections 4096; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n\
+             http {{\n  access_log off;\n  keepalive_requests 100000000;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n\
                fastcgi_temp_path {d};\n  uwsgi_temp_path {d};\n  scgi_temp_path {d};\n\
-               upstream relief {{ server {backend}; keepalive 16; }}\n\
+               upstream relief {{ server {backend}; keepalive 16; keepalive_requests 100000000; }}\n\
                server {{\n    listen {addr} http2;\n    location / {{ grpc_pass grpc://relief; }}\n  }}\n}}\n"
         ),
     )?;

@@ -172,24 +172,33 @@ impl Server {
         }
     }
 
-    /// Peak resident memory so far, in MiB (Linux `VmHWM`).
+    /// Peak resident memory so far, in MiB (Linux `VmHWM`), of the process and its
+    /// children (nginx's workers) together.
     pub fn peak_rss_mib(&self) -> Option<f64> {
-        let pid = self.child.id()?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kib / 1024.0)
+        let pid = self.child.id()?.to_string();
+        let mut total = 0.0;
+        for p in std::iter::once(pid.clone()).chain(children_of(&pid)) {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{p}/status")) else {
+                continue;
+            };
+            let kib: Option<f64> = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+            total += kib.unwrap_or(0.0);
+        }
+        Some(total / 1024.0)
     }
 
-    /// CPU time used so far (user + system), in seconds.
+    /// CPU time used so far (user + system), in seconds, by the process and its children
+    /// (nginx's workers).
     pub fn cpu_seconds(&self) -> Option<f64> {
-        cpu_seconds_of(&self.child.id()?.to_string())
+        let pid = self.child.id()?.to_string();
+        let children: f64 = children_of(&pid)
+            .iter()
+            .filter_map(|c| cpu_seconds_of(c))
+            .sum();
+        Some(cpu_seconds_of(&pid)? + children)
     }
 
     pub async fn channel(&self) -> anyhow::Result<Channel> {
@@ -209,6 +218,18 @@ pub fn cpu_seconds_of(pid: &str) -> Option<f64> {
     // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name.
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     Some(ticks / CLOCK_TICKS_PER_SEC)
+}
+
+/// The running children of `/proc/<pid>`, from each of its threads' `children` list.
+fn children_of(pid: &str) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .collect()
 }
 
 /// `sysconf(_SC_CLK_TCK)` on Linux.

@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use relief_domain::approval::BudgetBalance;
 use relief_domain::ledger::EntryKind;
 use relief_domain::{CaseId, DistrictId, Money, Role, StepId};
-use sea_orm::sea_query::{Expr, ExprTrait, Func};
+use sea_orm::Condition;
+use sea_orm::sea_query::{Expr, ExprTrait, Func, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect,
@@ -600,21 +601,34 @@ impl Store {
         meeting(&self.db, district, id).await
     }
 
-    /// Cases in review waiting at a step one of `roles` acts on, oldest arrival first.
+    /// Cases in review waiting at a step that one of `roles` acts on, or a role delegated to
+    /// `delegate` at `now`, oldest arrival first: an inbox, in one query.
     pub async fn cases_waiting_for(
         &self,
         district: &DistrictId,
         roles: &[Role],
+        delegate: &str,
+        now: DateTime<Utc>,
         offset: u64,
         limit: u64,
     ) -> Result<Vec<CaseRecord>> {
-        if roles.is_empty() {
-            return Ok(Vec::new());
-        }
+        let delegated = Query::select()
+            .column(delegation::Column::Role)
+            .from(delegation::Entity)
+            .and_where(delegation::Column::DistrictId.eq(district.as_str()))
+            .and_where(delegation::Column::DelegateSubject.eq(delegate))
+            .and_where(delegation::Column::StartsAt.lte(now))
+            .and_where(delegation::Column::EndsAt.gt(now))
+            .and_where(delegation::Column::RevokedAt.is_null())
+            .to_owned();
         case::Entity::find()
             .filter(case::Column::DistrictId.eq(district.as_str()))
             .filter(case::Column::State.eq("in_review"))
-            .filter(case::Column::CurrentStepRole.is_in(roles.iter().map(|r| r.as_str())))
+            .filter(
+                Condition::any()
+                    .add(case::Column::CurrentStepRole.is_in(roles.iter().map(|r| r.as_str())))
+                    .add(case::Column::CurrentStepRole.in_subquery(delegated)),
+            )
             .order_by_asc(case::Column::StepEnteredAt)
             .order_by_asc(case::Column::Id)
             .offset(offset)

@@ -55,14 +55,14 @@ mod tests {
     #[test]
     fn keeps_by_district_and_version_and_stays_bounded() {
         let cache = RulesVersions::default();
-        let a = DistrictId::parse("district-a").unwrap();
-        let b = DistrictId::parse("district-b").unwrap();
-        cache.put(&record("district-a", 1));
+        let a = DistrictId::parse("430102").unwrap();
+        let b = DistrictId::parse("430103").unwrap();
+        cache.put(&record("430102", 1));
         assert_eq!(cache.get(&a, 1).map(|r| r.version), Some(1));
         assert!(cache.get(&a, 2).is_none());
         assert!(cache.get(&b, 1).is_none());
         for v in 2..=(KEPT as i64 + 1) {
-            cache.put(&record("district-a", v));
+            cache.put(&record("430102", v));
         }
         assert!(cache.0.read().unwrap().len() <= KEPT);
     }
