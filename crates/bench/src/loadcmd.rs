@@ -80,7 +80,14 @@ async fn prepare(clients: &[Clients], people: &People, n: usize) -> anyhow::Resu
     Ok(ids)
 }
 
-async fn drive(server: &Server, args: &LoadArgs, people: &People) -> anyhow::Result<Outcome> {
+/// Sets the scenario up on `server`, then runs it; returns the outcome and `snapshot()` as
+/// it was once the setup was done, so that CPU use can be told for the measured calls alone.
+async fn drive<T>(
+    server: &Server,
+    args: &LoadArgs,
+    people: &People,
+    snapshot: impl Fn() -> T,
+) -> anyhow::Result<(Outcome, T)> {
     let mut clients = Vec::new();
     for _ in 0..args.connections.max(1) {
         clients.push(Clients::new(server.channel().await?));
@@ -151,7 +158,8 @@ async fn drive(server: &Server, args: &LoadArgs, people: &People) -> anyhow::Res
             })
         }
     };
-    match args.rate {
+    let before = snapshot();
+    let outcome = match args.rate {
         Some(rate) => open_loop(rate, duration, 10_000, move |k| op(k)).await,
         None => {
             // Calls are numbered so that reads spread over the cases and connections.
@@ -161,7 +169,8 @@ async fn drive(server: &Server, args: &LoadArgs, people: &People) -> anyhow::Res
             })
             .await
         }
-    }
+    };
+    Ok((outcome?, before))
 }
 
 mod futures_op {
@@ -186,6 +195,23 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
         crate::drop_postgres(&admin, &name).await?;
     }
     result
+}
+
+/// CPU time so far of every PostgreSQL server process on the machine, in seconds.
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    procs
+        .flatten()
+        .filter_map(|p| {
+            let pid = p.file_name().to_str()?.to_owned();
+            let comm = std::fs::read_to_string(p.path().join("comm")).ok()?;
+            (comm.trim() == "postgres")
+                .then(|| cpu_seconds_of(&pid))
+                .flatten()
+        })
+        .sum()
 }
 
 async fn run(
@@ -223,30 +249,31 @@ async fn run(
     }
     let mut outcomes = Vec::new();
     for (label, server) in sides {
-        let before = [
-            cpu_seconds_of("self").unwrap_or(0.0),
-            backend.cpu_seconds().unwrap_or(0.0),
-            gateway
-                .as_ref()
-                .and_then(Server::cpu_seconds)
-                .unwrap_or(0.0),
-        ];
-        let outcome = drive(server, args, &people).await?;
-        let after = [
-            cpu_seconds_of("self").unwrap_or(0.0),
-            backend.cpu_seconds().unwrap_or(0.0),
-            gateway
-                .as_ref()
-                .and_then(Server::cpu_seconds)
-                .unwrap_or(0.0),
-        ];
+        let cpu = || {
+            [
+                cpu_seconds_of("self").unwrap_or(0.0),
+                backend.cpu_seconds().unwrap_or(0.0),
+                gateway
+                    .as_ref()
+                    .and_then(Server::cpu_seconds)
+                    .unwrap_or(0.0),
+                if args.postgres.is_some() {
+                    postgres_cpu_seconds()
+                } else {
+                    0.0
+                },
+            ]
+        };
+        let (outcome, before) = drive(server, args, &people, cpu).await?;
+        let after = cpu();
         println!("{}", outcome.line(label));
         let per = |i: usize| 1e6 * (after[i] - before[i]) / (outcome.ok.max(1) as f64);
         println!(
-            "    CPU per call (incl. setup): client {:.0} µs, backend {:.0} µs, gateway {:.0} µs",
+            "    CPU per call: client {:.0} µs, backend {:.0} µs, gateway {:.0} µs, PostgreSQL {:.0} µs",
             per(0),
             per(1),
-            per(2)
+            per(2),
+            per(3)
         );
         outcomes.push(outcome);
     }
