@@ -13,7 +13,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PG_ADMIN=${RELIEF_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+# A PostgreSQL on this machine is reached over its Unix socket, as a database on the same
+# host is; pgbench and relief use the same URL, so the ratio compares like with like.
+if [ -z "${RELIEF_BENCH_POSTGRES_URL:-}" ] && [ -S /var/run/postgresql/.s.PGSQL.5432 ]; then
+  PG_ADMIN=postgres://postgres@%2Fvar%2Frun%2Fpostgresql/postgres
+else
+  PG_ADMIN=${RELIEF_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+fi
 RUN=${SECONDS_PER_RUN:-10}
 CLIENTS=${CLIENTS:-16}
 OUT=${BENCH_OUT:-target/bench}
@@ -34,6 +40,7 @@ need nginx nginx-light
 NGINX=$(command -v nginx)
 
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -sr)"
+echo "== PostgreSQL: ${PG_ADMIN}"
 cargo build --release -q -p reliefd -p relief-bench
 B=target/release/relief-bench
 
@@ -60,8 +67,24 @@ for scenario in approvals reads; do
     | tee "$OUT/load-$scenario-sqlite.txt"
 done
 
-echo "== relief-bench gateway (direct, relief gateway, nginx grpc_pass)"
-$B gateway --seconds "$((RUN / 2 > 0 ? RUN / 2 : 1))" --nginx "$NGINX" | tee "$OUT/gateway.txt"
+TCP_ADMIN=postgres://postgres@127.0.0.1:5432/postgres
+if [ "$PG_ADMIN" != "$TCP_ADMIN" ] && pg_isready -q -d "$TCP_ADMIN" 2>/dev/null; then
+  echo "== the same over TCP (127.0.0.1), as a database on another host is reached: pgbench, approvals, reads"
+  DB=relief_pgbench_tcp_$$
+  psql -q "$TCP_ADMIN" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+  pgbench -q -i -s 1 "${TCP_ADMIN%/*}/$DB" >/dev/null 2>&1
+  pgbench -n -c "$CLIENTS" -j 2 -T "$RUN" "${TCP_ADMIN%/*}/$DB" | tee "$OUT/pgbench-tcp.txt" | grep -E "^tps"
+  psql -q "$TCP_ADMIN" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
+  for scenario in approvals reads; do
+    $B load --scenario "$scenario" --seconds "$RUN" --concurrency "$CLIENTS" --gateway false \
+      --postgres "$TCP_ADMIN" | tee "$OUT/load-$scenario-postgres-tcp.txt"
+  done
+fi
+
+echo "== relief-bench gateway (direct, relief gateway, nginx grpc_pass; one worker thread each)"
+# nginx runs one worker process; the gateway gets one worker thread to match.
+$B gateway --seconds "$((RUN / 2 > 0 ? RUN / 2 : 1))" --gateway-threads 1 --nginx "$NGINX" \
+  | tee "$OUT/gateway.txt"
 
 echo "== ratios"
 APPROVAL_TPS=$(awk '/^  direct/ {gsub("/s","",$2); print $2; exit}' "$OUT/load-approvals-postgres.txt")
@@ -69,5 +92,11 @@ READS=$(awk '/^  direct/ {gsub("/s","",$2); print $2; exit}' "$OUT/load-reads-po
 READS_P99=$(awk '/^  direct/ {for (i=1;i<=NF;i++) if ($i=="p99") {print $(i+1); exit}}' "$OUT/load-reads-postgres.txt")
 awk -v a="$APPROVAL_TPS" -v p="$PGB_TPS" 'BEGIN {printf "approval steps %.0f/s vs pgbench %.0f tps: %.1f%% (target 50%%)\n", a, p, 100*a/p}'
 echo "reads direct on PostgreSQL: ${READS}/s, p99 ${READS_P99} ms (target 5000/s, p99 under 10 ms)"
+if [ -f "$OUT/pgbench-tcp.txt" ]; then
+  awk -v a="$(awk '/^  direct/ {gsub("/s","",$2); print $2; exit}' "$OUT/load-approvals-postgres-tcp.txt")" \
+    -v p="$(awk '/^tps/ {print $3; exit}' "$OUT/pgbench-tcp.txt")" \
+    'BEGIN {printf "over TCP: approval steps %.0f/s vs pgbench %.0f tps: %.1f%%\n", a, p, 100*a/p}'
+  grep -h "^  direct" "$OUT/load-reads-postgres-tcp.txt" | sed 's/^/over TCP: reads/'
+fi
 grep -E "throughput .* of direct|added latency" "$OUT/gateway.txt" || true
 grep -h "peak memory" "$OUT"/*.txt | sort -k5 -n | tail -3
