@@ -58,6 +58,9 @@ for scenario in approvals reads case-life report; do
   $B load --scenario "$scenario" --seconds "$RUN" --concurrency "$CLIENTS" --postgres "$PG_ADMIN" \
     | tee "$OUT/load-$scenario-postgres.txt"
 done
+echo "== relief-bench load --scenario approvals over ${DISTRICTS:=4} districts, direct (PostgreSQL)"
+$B load --scenario approvals --districts "$DISTRICTS" --gateway false --seconds "$RUN" \
+  --concurrency "$CLIENTS" --postgres "$PG_ADMIN" | tee "$OUT/load-approvals-districts-postgres.txt"
 echo "== relief-bench load --scenario reads, open loop at ${READ_RATE:=500}/s (PostgreSQL)"
 $B load --scenario reads --rate "$READ_RATE" --seconds "$RUN" --postgres "$PG_ADMIN" \
   | tee "$OUT/load-reads-open-postgres.txt"
@@ -79,6 +82,8 @@ if [ "$PG_ADMIN" != "$TCP_ADMIN" ] && pg_isready -q -d "$TCP_ADMIN" 2>/dev/null;
     $B load --scenario "$scenario" --seconds "$RUN" --concurrency "$CLIENTS" --gateway false \
       --postgres "$TCP_ADMIN" | tee "$OUT/load-$scenario-postgres-tcp.txt"
   done
+  $B load --scenario approvals --districts "$DISTRICTS" --gateway false --seconds "$RUN" \
+    --concurrency "$CLIENTS" --postgres "$TCP_ADMIN" | tee "$OUT/load-approvals-districts-postgres-tcp.txt"
 fi
 
 echo "== relief-bench gateway (direct, relief gateway, nginx grpc_pass; one worker thread each)"
@@ -90,12 +95,17 @@ echo "== ratios"
 APPROVAL_TPS=$(awk '/^  direct/ {gsub("/s","",$2); print $2; exit}' "$OUT/load-approvals-postgres.txt")
 READS=$(awk '/^  direct/ {gsub("/s","",$2); print $2; exit}' "$OUT/load-reads-postgres.txt")
 READS_P99=$(awk '/^  direct/ {for (i=1;i<=NF;i++) if ($i=="p99") {print $(i+1); exit}}' "$OUT/load-reads-postgres.txt")
-awk -v a="$APPROVAL_TPS" -v p="$PGB_TPS" 'BEGIN {printf "approval steps %.0f/s vs pgbench %.0f tps: %.1f%% (target 50%%)\n", a, p, 100*a/p}'
+APPROVALS_SPREAD=$(awk '/^  direct/ {gsub("/s","",$2); print $2; exit}' "$OUT/load-approvals-districts-postgres.txt")
+awk -v a="$APPROVAL_TPS" -v p="$PGB_TPS" 'BEGIN {printf "approval steps, one district: %.0f/s vs pgbench %.0f tps: %.1f%% (target 50%%)\n", a, p, 100*a/p}'
+awk -v a="$APPROVALS_SPREAD" -v p="$PGB_TPS" -v d="$DISTRICTS" 'BEGIN {printf "approval steps, %d districts: %.0f/s vs pgbench %.0f tps: %.1f%%\n", d, a, p, 100*a/p}'
 echo "reads direct on PostgreSQL: ${READS}/s, p99 ${READS_P99} ms (target 5000/s, p99 under 10 ms)"
 if [ -f "$OUT/pgbench-tcp.txt" ]; then
   awk -v a="$(awk '/^  direct/ {gsub("/s","",$2); print $2; exit}' "$OUT/load-approvals-postgres-tcp.txt")" \
     -v p="$(awk '/^tps/ {print $3; exit}' "$OUT/pgbench-tcp.txt")" \
-    'BEGIN {printf "over TCP: approval steps %.0f/s vs pgbench %.0f tps: %.1f%%\n", a, p, 100*a/p}'
+    'BEGIN {printf "over TCP: approval steps, one district: %.0f/s vs pgbench %.0f tps: %.1f%%\n", a, p, 100*a/p}'
+  awk -v a="$(awk '/^  direct/ {gsub("/s","",$2); print $2; exit}' "$OUT/load-approvals-districts-postgres-tcp.txt")" \
+    -v p="$(awk '/^tps/ {print $3; exit}' "$OUT/pgbench-tcp.txt")" -v d="$DISTRICTS" \
+    'BEGIN {printf "over TCP: approval steps, %d districts: %.0f/s vs pgbench %.0f tps: %.1f%%\n", d, a, p, 100*a/p}'
   grep -h "^  direct" "$OUT/load-reads-postgres-tcp.txt" | sed 's/^/over TCP: reads/'
 fi
 grep -E "throughput .* of direct|added latency" "$OUT/gateway.txt" || true

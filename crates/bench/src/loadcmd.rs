@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::load::{Outcome, closed_loop, open_loop};
 use crate::procs::{Server, cpu_seconds_of, reliefd_path};
-use crate::scenarios::{Clients, DISTRICT, People, REVIEWS};
+use crate::scenarios::{Clients, DISTRICT, People, REVIEWS, districts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
@@ -40,6 +40,10 @@ pub struct LoadArgs {
     /// HTTP/2 connections the client spreads its calls over.
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
+    /// Districts the approvals are spread over (望城区 and copies of its rules), to tell
+    /// what one district's writer queue costs from what the machine can do. Direct only.
+    #[arg(long, default_value_t = 1)]
+    pub districts: usize,
     /// Also through a gateway in front of the same backend.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub gateway: bool,
@@ -55,8 +59,8 @@ pub struct LoadArgs {
     pub reliefd: Option<PathBuf>,
 }
 
-/// Cases waiting for their next review step: (case, index into REVIEWS).
-type Queue = Arc<Mutex<VecDeque<(String, usize)>>>;
+/// Cases waiting for their next review step: (district's people, case, index into REVIEWS).
+type Queue = Arc<Mutex<VecDeque<(usize, String, usize)>>>;
 
 async fn prepare(clients: &[Clients], people: &People, n: usize) -> anyhow::Result<Vec<String>> {
     let mut tasks = Vec::new();
@@ -85,16 +89,19 @@ async fn prepare(clients: &[Clients], people: &People, n: usize) -> anyhow::Resu
 async fn drive<T>(
     server: &Server,
     args: &LoadArgs,
-    people: &People,
+    everyone: &[People],
     snapshot: impl Fn() -> T,
 ) -> anyhow::Result<(Outcome, T)> {
+    let people = everyone
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no district"))?;
     let mut clients = Vec::new();
     for _ in 0..args.connections.max(1) {
         clients.push(Clients::new(server.channel().await?));
     }
     let clients = Arc::new(clients);
     let duration = Duration::from_secs(args.seconds);
-    let people = people.clone();
     // What one call is, by scenario; `k` is the worker (closed loop) or the call's number.
     let op: Arc<dyn Fn(usize) -> futures_op::Op + Send + Sync> = match args.scenario {
         Scenario::CaseLife => {
@@ -113,24 +120,40 @@ async fn drive<T>(
                     (r * args.seconds as f64) as usize
                 })
                 .max(200);
-            let ids = prepare(&clients, &people, n).await?;
-            let queue: Queue = Arc::new(Mutex::new(ids.into_iter().map(|id| (id, 0)).collect()));
+            // Each district's cases, interleaved so that the districts take turns.
+            let mut per_district = Vec::new();
+            for p in everyone {
+                per_district.push(prepare(&clients, p, n.div_ceil(everyone.len())).await?);
+            }
+            let mut waiting = VecDeque::new();
+            for i in 0..per_district.iter().map(Vec::len).max().unwrap_or(0) {
+                for (d, ids) in per_district.iter().enumerate() {
+                    if let Some(id) = ids.get(i) {
+                        waiting.push_back((d, id.clone(), 0));
+                    }
+                }
+            }
+            let queue: Queue = Arc::new(Mutex::new(waiting));
             let clients = clients.clone();
+            let everyone: Arc<[People]> = everyone.into();
             Arc::new(move |k| {
                 let mut c = clients[k % clients.len()].clone();
-                let people = people.clone();
+                let everyone = everyone.clone();
                 let queue = queue.clone();
                 Box::pin(async move {
                     let next = queue.lock().ok().and_then(|mut q| q.pop_front());
-                    let Some((id, step)) = next else {
+                    let Some((d, id, step)) = next else {
                         return Err(tonic::Status::resource_exhausted("no case left to decide"));
                     };
                     let (step_id, role) = REVIEWS[step];
+                    let people = everyone
+                        .get(d)
+                        .ok_or_else(|| tonic::Status::internal("no such district"))?;
                     c.approve(people.of(role), &id, step_id).await?;
                     if step + 1 < REVIEWS.len()
                         && let Ok(mut q) = queue.lock()
                     {
-                        q.push_back((id, step + 1));
+                        q.push_back((d, id, step + 1));
                     }
                     Ok(())
                 })
@@ -227,13 +250,23 @@ async fn run(
     } else {
         None
     };
-    let people = People::new()?;
+    if args.districts > 1 {
+        anyhow::ensure!(
+            matches!(args.scenario, Scenario::Approvals) && !args.gateway,
+            "--districts is for approvals, direct (--gateway false)"
+        );
+    }
+    let everyone = districts(backend.channel().await?, args.districts)
+        .await?
+        .iter()
+        .map(|d| People::of_district(d))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mode = match args.rate {
         Some(r) => format!("open loop at {r}/s"),
         None => format!("closed loop, {} in flight", args.concurrency),
     };
     println!(
-        "relief-bench load: {:?} on {}, {mode}, {} s per run, {} connections",
+        "relief-bench load: {:?} on {}, {mode}, {} s per run, {} connections, {} district(s)",
         args.scenario,
         if database_url.starts_with("sqlite") {
             "SQLite"
@@ -241,7 +274,8 @@ async fn run(
             "PostgreSQL"
         },
         args.seconds,
-        args.connections
+        args.connections,
+        args.districts
     );
     let mut sides = vec![("direct", &backend)];
     if let Some(g) = &gateway {
@@ -264,7 +298,7 @@ async fn run(
                 },
             ]
         };
-        let (outcome, before) = drive(server, args, &people, cpu).await?;
+        let (outcome, before) = drive(server, args, &everyone, cpu).await?;
         let after = cpu();
         println!("{}", outcome.line(label));
         let per = |i: usize| 1e6 * (after[i] - before[i]) / (outcome.ok.max(1) as f64);

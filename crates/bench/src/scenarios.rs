@@ -11,6 +11,7 @@ use relief_proto::v1 as pb;
 use relief_proto::v1::approval_service_client::ApprovalServiceClient;
 use relief_proto::v1::case_service_client::CaseServiceClient;
 use relief_proto::v1::disbursement_service_client::DisbursementServiceClient;
+use relief_proto::v1::district_service_client::DistrictServiceClient;
 use relief_proto::v1::report_service_client::ReportServiceClient;
 use tonic::Status;
 use tonic::transport::Channel;
@@ -42,12 +43,13 @@ pub struct People {
 }
 
 impl People {
-    pub fn new() -> anyhow::Result<Self> {
+    /// The people of `district`.
+    pub fn of_district(district: &str) -> anyhow::Result<Self> {
         let t = |role, who: &str| -> anyhow::Result<Arc<str>> {
-            Ok(dev_token(DISTRICT, role, None, who)?.into())
+            Ok(dev_token(district, role, None, who)?.into())
         };
         Ok(Self {
-            applicant: dev_token(DISTRICT, Role::ApplicantUnit, Some("gaotangling"), "clerk")?
+            applicant: dev_token(district, Role::ApplicantUnit, Some("gaotangling"), "clerk")?
                 .into(),
             officer: t(Role::CaseOfficer, "officer")?,
             deputy: t(Role::DeputyLeader, "deputy")?,
@@ -124,6 +126,59 @@ fn application() -> pb::Application {
         repeat_relief_justification: String::new(),
     };
     relief_api::convert::application_to_pb(&app, true)
+}
+
+/// Districts of Changsha besides 望城区, for runs over several districts.
+const MORE_DISTRICTS: [(&str, &str); 7] = [
+    ("430102", "芙蓉区"),
+    ("430103", "天心区"),
+    ("430104", "岳麓区"),
+    ("430105", "开福区"),
+    ("430111", "雨花区"),
+    ("430121", "长沙县"),
+    ("430181", "浏阳市"),
+];
+
+/// The most districts a run may spread over.
+pub const MAX_DISTRICTS: usize = MORE_DISTRICTS.len() + 1;
+
+/// 望城区 and `n - 1` more districts, created by a city administrator with 望城区's rules;
+/// returns their ids, 望城区 first.
+pub async fn districts(channel: Channel, n: usize) -> anyhow::Result<Vec<String>> {
+    let mut ids = vec![DISTRICT.to_owned()];
+    if n <= 1 {
+        return Ok(ids);
+    }
+    anyhow::ensure!(n <= MAX_DISTRICTS, "at most {MAX_DISTRICTS} districts");
+    let admin = dev_token("city", Role::CityAdmin, None, "city-admin")?;
+    let mut client = DistrictServiceClient::new(channel);
+    let rules = client
+        .get_district(call(
+            pb::GetDistrictRequest {
+                district_id: DISTRICT.to_owned(),
+            },
+            &admin,
+        )?)
+        .await?
+        .into_inner()
+        .district
+        .and_then(|d| d.rules)
+        .ok_or_else(|| anyhow::anyhow!("望城区 has no rules"))?;
+    for (id, name) in MORE_DISTRICTS.iter().take(n - 1) {
+        client
+            .create_district(call(
+                pb::CreateDistrictRequest {
+                    request_id: request_id(),
+                    district_id: (*id).to_owned(),
+                    name: (*name).to_owned(),
+                    rules: Some(rules.clone()),
+                },
+                &admin,
+            )?)
+            .await?;
+        ids.push((*id).to_owned());
+    }
+    Ok(ids)
 }
 
 /// The clients of one connection.
