@@ -301,7 +301,6 @@ async fn apply_decision(
     };
     let note = (!opinion.is_empty()).then_some(opinion);
     tx.update_case(action, note, before, &mut after).await?;
-    tracing::info!(district = %district, case = %before.id, step = %step_id, decision = decision.as_str(), "case decided");
     Ok((after, record))
 }
 
@@ -616,6 +615,7 @@ impl ApprovalApi {
             decision: Some(decision_to_pb(&record)),
         };
         commit(tx, &key, &resp).await?;
+        tracing::info!(district = %district, case = %id, step = %step_id, decision = decision.as_str(), "case decided");
         Ok(resp)
     }
 
@@ -1002,6 +1002,7 @@ impl ApprovalApi {
         }
         let after_meeting = tx.close_meeting(&before).await?;
         let mut cases = Vec::new();
+        let mut decided = Vec::new();
         // All or nothing: the first case that cannot take its decision fails the close, and
         // dropping the transaction undoes every case already moved.
         for item in &before.items {
@@ -1035,7 +1036,7 @@ impl ApprovalApi {
                     ),
                 ));
             };
-            let (after, _) = apply_decision(
+            let (after, record) = apply_decision(
                 &mut tx,
                 &caller,
                 &case,
@@ -1054,12 +1055,16 @@ impl ApprovalApi {
                 other => other,
             })?;
             cases.push(case_to_pb(&after, caller.sees_personal_data()));
+            decided.push(record);
         }
         let resp = pb::CloseMeetingResponse {
             meeting: Some(meeting_to_pb(&after_meeting)),
             cases,
         };
         commit(tx, &key, &resp).await?;
+        for d in &decided {
+            tracing::info!(district = %district, case = %d.case_id, step = %d.step_id, decision = %d.decision, meeting = %before.id, "case decided");
+        }
         tracing::info!(district = %district, meeting = %before.id, cases = before.items.len(), "meeting closed");
         Ok(resp)
     }
