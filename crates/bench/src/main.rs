@@ -16,11 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use chrono::{NaiveDate, TimeZone, Utc};
 use clap::{Parser, Subcommand};
-use relief_auth::{Minter, Scope, TokenSpec};
 use relief_domain::case::{PetitionRef, ReceivingUnit, Recipient, Seal};
-use relief_domain::{
-    Application, CategoryCode, Clock, DistrictId, ManualClock, Money, ResidentId, Role, Subject,
-};
+use relief_domain::{Application, CategoryCode, Clock, ManualClock, Money, ResidentId, Role};
 use relief_proto::v1 as pb;
 use relief_proto::v1::report_service_client::ReportServiceClient;
 use relief_store::entity::approval::{decision, follow_up, ledger_entry, payment};
@@ -377,21 +374,7 @@ async fn report(url: &str, backend: &str, cases: usize, runs: usize) -> anyhow::
     let channel = Channel::from_shared(format!("http://{addr}"))?
         .connect()
         .await?;
-    let minter = Minter::from_ed25519_pem(
-        reliefd::settings::DEV_SIGNING_KEY_PEM.as_bytes(),
-        reliefd::settings::DEV_KID,
-        settings.auth.issuer.clone(),
-        settings.auth.audience.clone(),
-    )?;
-    let token = minter.mint(&TokenSpec {
-        subject: Subject::parse("bench-auditor")?,
-        name: "bench".into(),
-        scope: Scope::District(DistrictId::parse(DISTRICT)?),
-        roles: vec![Role::Auditor],
-        unit: None,
-        ttl_secs: 3600,
-        not_before: None,
-    })?;
+    let token = gateway::dev_token(DISTRICT, Role::Auditor, None, "bench-auditor")?;
     let mut client = ReportServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
     fn call<T>(msg: T, token: &str) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);
