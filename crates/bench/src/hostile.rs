@@ -225,7 +225,9 @@ where
     F: FnOnce(Ctx) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<String>>,
 {
-    let pid = target.pid().ok_or_else(|| anyhow::anyhow!("server exited"))?;
+    let pid = target
+        .pid()
+        .ok_or_else(|| anyhow::anyhow!("server exited"))?;
     let rss_before_mib = rss_mib(pid).unwrap_or(0.0);
     let stop = Arc::new(AtomicBool::new(false));
     let peak_kib = Arc::new(AtomicU64::new(0));
@@ -322,9 +324,7 @@ async fn attack_by_name(name: &str, ctx: Ctx) -> anyhow::Result<String> {
         "reading-watchers" => reading_watchers(ctx, 5_000).await,
         "idle-exports" => idle_streams(ctx, Stream::Export, 100).await,
         "verify-chain" => verify_chain(ctx, 32).await,
-        "silent-connections" | "gateway-silent-connections" => {
-            silent_connections(ctx, 2_000).await
-        }
+        "silent-connections" | "gateway-silent-connections" => silent_connections(ctx, 2_000).await,
         "gateway-metric-labels" => metric_labels(ctx, 20_000).await,
         "large-request" => large_request(ctx).await,
         other => anyhow::bail!("unknown attack {other}"),
@@ -381,8 +381,10 @@ enum RepeatedField {
 async fn repeated_field(ctx: Ctx, field: RepeatedField) -> anyhow::Result<String> {
     let (bytes, elements) = match field {
         RepeatedField::Attachments => {
-            let mut app = pb::Application::default();
-            app.attachments = vec![pb::Attachment::default(); 500_000];
+            let app = pb::Application {
+                attachments: vec![pb::Attachment::default(); 500_000],
+                ..Default::default()
+            };
             let msg = pb::CreateCaseRequest {
                 request_id: "hostile-attachments".to_owned(),
                 application: Some(app),
@@ -416,8 +418,10 @@ async fn repeated_field(ctx: Ctx, field: RepeatedField) -> anyhow::Result<String
                 let t = Instant::now();
                 let r = match field {
                     RepeatedField::Attachments => {
-                        let mut app = pb::Application::default();
-                        app.attachments = vec![pb::Attachment::default(); 500_000];
+                        let app = pb::Application {
+                            attachments: vec![pb::Attachment::default(); 500_000],
+                            ..Default::default()
+                        };
                         let mut req = tonic::Request::new(pb::CreateCaseRequest {
                             request_id: "hostile-attachments".to_owned(),
                             application: Some(app),
@@ -683,8 +687,10 @@ async fn large_request(ctx: Ctx) -> anyhow::Result<String> {
             let mut codes = Codes::default();
             let mut client = CaseServiceClient::new(channel);
             while Instant::now() < deadline {
-                let mut app = pb::Application::default();
-                app.basic_situation = "困".repeat(1_500_000);
+                let app = pb::Application {
+                    basic_situation: "困".repeat(1_500_000),
+                    ..Default::default()
+                };
                 let mut req = tonic::Request::new(pb::CreateCaseRequest {
                     request_id: "hostile-large".to_owned(),
                     application: Some(app),
