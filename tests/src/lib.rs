@@ -31,6 +31,7 @@ use tonic_types::StatusExt as _;
 
 pub use relief_domain::Role;
 
+pub mod db_proxy;
 pub mod gateway;
 
 /// 望城区, the seed district, configured exactly as `deploy/config/relief.toml` has it.
@@ -317,13 +318,29 @@ jwks_json = '''
     text
 }
 
+/// Changes a test app's settings before it is built.
+pub type Tweak = Arc<dyn Fn(&mut reliefd::Settings) + Send + Sync>;
+
 /// How to build a test app beyond the defaults.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct SpawnOptions {
     /// The server's clock; the system clock when `None`.
     pub clock: Option<Arc<dyn Clock>>,
     /// Serve `/metrics` on a port of its own.
     pub metrics: bool,
+    /// PostgreSQL only: reach the database through a [`db_proxy::DbProxy`] the test can cut.
+    pub database_proxy: bool,
+    /// Applied to the settings last.
+    pub tweak: Option<Tweak>,
+}
+
+impl std::fmt::Debug for SpawnOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpawnOptions")
+            .field("metrics", &self.metrics)
+            .field("database_proxy", &self.database_proxy)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A running server with its own database. Dropping it stops the server and, on PostgreSQL,
@@ -335,6 +352,8 @@ pub struct TestApp {
     pub backend: Backend,
     /// The server's store, for reading the event log back.
     pub store: Store,
+    /// The relay to the database, when the options asked for one.
+    pub db_proxy: Option<db_proxy::DbProxy>,
     channel: Channel,
     minter: Minter,
     shutdown: Option<oneshot::Sender<()>>,
@@ -399,6 +418,18 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
             (url, None, Some(pg), 16)
         }
     };
+    let db_proxy = match backend {
+        Backend::Postgres if options.database_proxy => {
+            let proxy =
+                db_proxy::DbProxy::start(db_proxy::postgres_addr(&database_url).await).await;
+            Some(proxy)
+        }
+        _ => None,
+    };
+    let database_url = match &db_proxy {
+        Some(proxy) => db_proxy::via(&database_url, proxy.addr),
+        None => database_url,
+    };
     let mut text = settings_toml(&database_url, max_connections);
     if options.metrics {
         text = text.replacen(
@@ -407,7 +438,14 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
             1,
         );
     }
-    let settings = reliefd::settings::Settings::from_toml(&text).expect("test settings are valid");
+    let mut settings =
+        reliefd::settings::Settings::from_toml(&text).expect("test settings are valid");
+    if let Some(tweak) = &options.tweak {
+        tweak(&mut settings);
+        settings
+            .validate()
+            .expect("tweaked test settings are valid");
+    }
     let application = match options.clock {
         Some(clock) => reliefd::Application::build_with_clock(settings, clock).await,
         None => reliefd::Application::build(settings).await,
@@ -441,6 +479,7 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
         metrics_addr,
         backend,
         store,
+        db_proxy,
         channel,
         minter,
         shutdown: Some(shutdown_tx),

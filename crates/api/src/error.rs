@@ -4,11 +4,17 @@
 
 use relief_domain::Violation;
 use relief_domain::case::TransitionError;
+use std::time::Duration;
+
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 /// The reason domain used in `ErrorInfo` details.
 const DOMAIN: &str = "relief.v1";
+
+/// How long a caller told the database is unavailable is asked to wait before retrying:
+/// about the interval at which the server looks at the database again.
+pub const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -40,6 +46,9 @@ pub enum ApiError {
     /// More than one call may carry.
     #[error("{0}")]
     TooMany(String),
+    /// The database cannot be reached; the detail is logged, the caller is told to retry.
+    #[error("the database is unavailable; retry shortly")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -78,6 +87,7 @@ impl From<relief_store::Error> for ApiError {
                 reason: "LEDGER_RULE",
                 message,
             },
+            E::Unavailable(detail) => ApiError::Unavailable(detail),
             E::Corrupt { .. } | E::Db(_) => ApiError::Internal(e.to_string()),
         }
     }
@@ -122,12 +132,24 @@ impl From<ApiError> for Status {
             ),
             ApiError::AlreadyExists(_) => Status::already_exists(message),
             ApiError::Aborted(_) | ApiError::Conflict(_) => Status::aborted(message),
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "database unavailable");
+                unavailable_status(message)
+            }
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 Status::internal("internal error")
             }
         }
     }
+}
+
+/// UNAVAILABLE with `RetryInfo` and the `DATABASE_UNAVAILABLE` reason: what a caller gets
+/// while the database cannot be reached, from a handler or before one runs.
+pub fn unavailable_status(message: impl Into<String>) -> Status {
+    let mut details = ErrorDetails::with_retry_info(Some(UNAVAILABLE_RETRY));
+    details.set_error_info("DATABASE_UNAVAILABLE", DOMAIN, []);
+    Status::with_error_details(Code::Unavailable, message, details)
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -10,6 +10,7 @@ pub mod convert;
 mod disbursements;
 mod districts;
 pub mod error;
+mod gate;
 mod imports;
 pub mod paging;
 pub mod reports;
@@ -28,6 +29,7 @@ pub use cases::CaseApi;
 pub use disbursements::{DisbursementApi, FollowUpApi, LedgerApi};
 pub use districts::DistrictApi;
 use error::{ApiError, ApiResult};
+pub use gate::{DatabaseGate, DatabaseGateLayer};
 pub use reports::ReportApi;
 pub use sync::SyncApi;
 

@@ -2,9 +2,11 @@
 //! district with many cases and their full history (decisions, payments, follow-ups, ledger)
 //! directly in the database, starts the real server on it, and times `GetIndicators` and
 //! `RenderSelfEvaluation` over gRPC on SQLite and, when a URL is given, PostgreSQL. `gateway`
-//! measures the same call direct to a backend and through the gateway.
+//! measures the same call direct to a backend and through the gateway. `load` drives the
+//! load scenarios; `hostile` replays attacks and measures what each costs.
 
 mod gateway;
+mod hostile;
 mod load;
 mod loadcmd;
 mod procs;
@@ -50,6 +52,9 @@ enum Command {
     Gateway(gateway::GatewayArgs),
     /// A load scenario (case life, approvals, reads, report), direct and through the gateway.
     Load(loadcmd::LoadArgs),
+    /// Attacks replayed one by one, with the server's peak memory and a normal call's
+    /// latency during each.
+    Hostile(hostile::HostileArgs),
 }
 
 const DISTRICT: &str = "430112";
@@ -93,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Gateway(args) => gateway::gateway(args).await,
         Command::Load(args) => loadcmd::load(args).await,
+        Command::Hostile(args) => hostile::hostile(args).await,
     }
 }
 

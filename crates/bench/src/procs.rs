@@ -34,6 +34,8 @@ pub fn reliefd_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 pub struct Server {
     pub name: String,
     pub addr: std::net::SocketAddr,
+    /// Where its `/metrics` is served, when the configuration asks for it.
+    pub metrics: Option<std::net::SocketAddr>,
     child: Child,
     log: PathBuf,
 }
@@ -77,6 +79,7 @@ impl Server {
         let server = Server {
             name: name.to_owned(),
             addr,
+            metrics: None,
             child,
             log,
         };
@@ -170,6 +173,11 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Peak resident memory so far, in MiB (Linux `VmHWM`), of the process and its

@@ -34,6 +34,9 @@ pub enum GatewayError {
 
 /// How long a caller refused for a busy district is asked to wait.
 const BUSY_RETRY: Duration = Duration::from_millis(100);
+/// How long a caller refused for a backend that is down is asked to wait: about the
+/// interval of the gateway's health checks, after which it may be back.
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
 
 impl From<GatewayError> for Status {
     fn from(e: GatewayError) -> Status {
@@ -63,15 +66,15 @@ impl From<GatewayError> for Status {
                 message,
                 ErrorDetails::with_resource_info("district", district, "", "not routed"),
             ),
-            GatewayError::Unavailable { upstream, .. } => Status::with_error_details(
-                Code::Unavailable,
-                message,
-                ErrorDetails::with_error_info(
+            GatewayError::Unavailable { upstream, .. } => {
+                let mut details = ErrorDetails::with_retry_info(Some(UNAVAILABLE_RETRY));
+                details.set_error_info(
                     "UPSTREAM_UNAVAILABLE",
                     DOMAIN,
                     [("upstream".to_owned(), upstream)],
-                ),
-            ),
+                );
+                Status::with_error_details(Code::Unavailable, message, details)
+            }
             GatewayError::Busy { .. } => Status::with_error_details(
                 Code::ResourceExhausted,
                 message,

@@ -140,9 +140,7 @@ impl Shared {
             reason,
         };
         if !route.upstream.is_up() {
-            return Err(unavailable(
-                "it is not answering its health checks".to_owned(),
-            ));
+            return Err(unavailable(route.upstream.down_reason()));
         }
         let permit = match tokio::time::timeout(
             self.queue_timeout,

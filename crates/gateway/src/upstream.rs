@@ -2,8 +2,8 @@
 //! answering its gRPC health checks. A district whose upstream is down is refused at once
 //! with UNAVAILABLE instead of waiting for a connection that will not come.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use relief_domain::DistrictId;
@@ -25,6 +25,8 @@ pub struct Upstream {
     up: AtomicBool,
     /// Health checks failed in a row.
     failures: AtomicU32,
+    /// Why the upstream counts as down, for the callers it turns away.
+    down_reason: Mutex<String>,
 }
 
 /// Health checks that must fail in a row before an upstream counts as down, so that one
@@ -61,6 +63,7 @@ impl Upstream {
             districts,
             up: AtomicBool::new(false),
             failures: AtomicU32::new(0),
+            down_reason: Mutex::new("it has not answered a health check yet".to_owned()),
         })
     }
 
@@ -73,15 +76,26 @@ impl Upstream {
         self.up.load(Ordering::Relaxed)
     }
 
+    /// Why the upstream counts as down, as the callers it turns away are told.
+    pub fn down_reason(&self) -> String {
+        self.down_reason
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
     /// Records what a health check showed; an upstream goes down after
-    /// [`FAILURES_BEFORE_DOWN`] failures in a row (or at once if it never answered), and up
-    /// at its first good answer. Logs changes.
-    pub fn set_up(&self, up: bool, why: &str) {
+    /// [`FAILURES_BEFORE_DOWN`] failures in a row, or `at_once` (or if it never answered),
+    /// and up at its first good answer. Logs changes.
+    fn record(&self, up: bool, at_once: bool, why: &str) {
         if up {
             self.failures.store(0, Ordering::Relaxed);
         } else {
+            if let Ok(mut reason) = self.down_reason.lock() {
+                why.clone_into(&mut reason);
+            }
             let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-            if failures < FAILURES_BEFORE_DOWN && self.is_up() {
+            if !at_once && failures < FAILURES_BEFORE_DOWN && self.is_up() {
                 tracing::debug!(upstream = %self.name, reason = why, "health check failed");
                 return;
             }
@@ -110,11 +124,24 @@ impl Upstream {
         request.set_timeout(timeout);
         match tokio::time::timeout(timeout, client.check(request)).await {
             Ok(Ok(answer)) if answer.get_ref().status == ServingStatus::Serving as i32 => {
-                self.set_up(true, "");
+                self.record(true, false, "");
             }
-            Ok(Ok(_)) => self.set_up(false, "health service says not serving"),
-            Ok(Err(status)) => self.set_up(false, status.message()),
-            Err(_) => self.set_up(false, "health check timed out"),
+            // An answer, not a failure to answer: the backend knows it cannot serve (its
+            // database is unreachable), so it is taken out of routing at once.
+            Ok(Ok(_)) => self.record(false, true, "it reports that it is not serving"),
+            Ok(Err(status)) => self.record(
+                false,
+                false,
+                &format!(
+                    "it is not answering its health checks ({})",
+                    status.message()
+                ),
+            ),
+            Err(_) => self.record(
+                false,
+                false,
+                "it is not answering its health checks (timed out)",
+            ),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! the end-to-end tests both go through here.
 
 pub mod demo;
+pub mod health;
 pub mod keys;
 pub mod settings;
 pub mod telemetry;
@@ -15,8 +16,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use relief_api::{
-    ApiContext, ApprovalApi, AuditApi, AuthInterceptor, CaseApi, DisbursementApi, DistrictApi,
-    FollowUpApi, LedgerApi, ReportApi, SyncApi,
+    ApiContext, ApprovalApi, AuditApi, AuthInterceptor, CaseApi, DatabaseGateLayer,
+    DisbursementApi, DistrictApi, FollowUpApi, LedgerApi, ReportApi, SyncApi,
 };
 use relief_auth::Verifier;
 use relief_domain::{Clock, Role, Subject, SystemClock};
@@ -200,6 +201,15 @@ impl Application {
         );
 
         let (health_reporter, health) = tonic_health::server::health_reporter();
+        let database_up = health::DatabaseUp::new();
+        let follow = tokio::spawn(health::follow_database(
+            self.store.clone(),
+            health_reporter.clone(),
+            service_names(),
+            database_up.clone(),
+            Duration::from_millis(s.health_check_interval_ms),
+            Duration::from_millis(s.health_check_timeout_ms),
+        ));
         health_reporter
             .set_serving::<CaseServiceServer<CaseApi>>()
             .await;
@@ -251,6 +261,7 @@ impl Application {
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
                 s.concurrency_limit,
             ))
+            .layer(DatabaseGateLayer::new(database_up.flag()))
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -286,6 +297,7 @@ impl Application {
             }
         };
         pool_gauges.abort();
+        follow.abort();
         purge.abort();
         let _ = metrics_stop.send(());
         if let Some(m) = metrics {
@@ -293,6 +305,22 @@ impl Application {
         }
         result
     }
+}
+
+/// The gRPC names of relief's services, whose health follows the database.
+fn service_names() -> Vec<&'static str> {
+    use tonic::server::NamedService;
+    vec![
+        <CaseServiceServer<CaseApi> as NamedService>::NAME,
+        <DistrictServiceServer<DistrictApi> as NamedService>::NAME,
+        <ApprovalServiceServer<ApprovalApi> as NamedService>::NAME,
+        <AuditServiceServer<AuditApi> as NamedService>::NAME,
+        <DisbursementServiceServer<DisbursementApi> as NamedService>::NAME,
+        <LedgerServiceServer<LedgerApi> as NamedService>::NAME,
+        <FollowUpServiceServer<FollowUpApi> as NamedService>::NAME,
+        <ReportServiceServer<ReportApi> as NamedService>::NAME,
+        <SyncServiceServer<SyncApi> as NamedService>::NAME,
+    ]
 }
 
 /// How often request ids past their retention are deleted.

@@ -61,6 +61,20 @@ pub struct ServerSettings {
     /// How long request ids (and their answers) are kept for retries, in days.
     #[serde(default = "default_request_id_retention_days")]
     pub request_id_retention_days: u32,
+    /// How often the database is probed; health follows its answer.
+    #[serde(default = "default_health_check_interval_ms")]
+    pub health_check_interval_ms: u64,
+    /// How long a probe of the database may take before it counts as unreachable.
+    #[serde(default = "default_health_check_timeout_ms")]
+    pub health_check_timeout_ms: u64,
+}
+
+fn default_health_check_interval_ms() -> u64 {
+    500
+}
+
+fn default_health_check_timeout_ms() -> u64 {
+    1_000
 }
 
 fn default_watch_poll_ms() -> u64 {
@@ -293,6 +307,18 @@ impl Settings {
             return Err(invalid(
                 "server.watch_poll_ms",
                 "must be between 10 and 600000",
+            ));
+        }
+        if !(50..=60_000).contains(&s.health_check_interval_ms) {
+            return Err(invalid(
+                "server.health_check_interval_ms",
+                "must be between 50 and 60000",
+            ));
+        }
+        if !(50..=60_000).contains(&s.health_check_timeout_ms) {
+            return Err(invalid(
+                "server.health_check_timeout_ms",
+                "must be between 50 and 60000",
             ));
         }
         if !(1..=10_000).contains(&s.max_page_size) {

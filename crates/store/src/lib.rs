@@ -76,26 +76,38 @@ pub struct Store {
     request_id_retention: chrono::Duration,
     /// Rules versions already read; they never change.
     rules_versions: Arc<rules_cache::RulesVersions>,
+    /// One connection of its own for [`Store::ping`], so that a pool busy with calls does
+    /// not look like a database that is down.
+    probe: DatabaseConnection,
 }
 
 impl Store {
     /// Connects to `url` (`sqlite://path` or `postgres://…`). A SQLite file is created if
     /// missing and opened in WAL mode.
     pub async fn connect(url: &str, settings: &DbSettings) -> Result<Store> {
-        let mut opts = ConnectOptions::new(url.to_owned());
-        opts.max_connections(settings.max_connections)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
-            .sqlx_logging(false);
-        let busy = Duration::from_millis(settings.busy_timeout_ms);
-        opts.map_sqlx_sqlite_opts(move |o| {
-            o.create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(busy)
-                .foreign_keys(true)
-        });
-        let db = Database::connect(opts).await?;
+        let options = |max: u32, min: u32, acquire_ms: u64| {
+            let mut opts = ConnectOptions::new(url.to_owned());
+            opts.max_connections(max)
+                .min_connections(min)
+                .acquire_timeout(Duration::from_millis(acquire_ms))
+                .sqlx_logging(false);
+            let busy = Duration::from_millis(settings.busy_timeout_ms);
+            opts.map_sqlx_sqlite_opts(move |o| {
+                o.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(busy)
+                    .foreign_keys(true)
+            });
+            opts
+        };
+        let db = Database::connect(options(
+            settings.max_connections,
+            1,
+            settings.acquire_timeout_ms,
+        ))
+        .await?;
+        let probe = Database::connect(options(1, 0, settings.acquire_timeout_ms)).await?;
         let sqlite_writer = match db.get_database_backend() {
             DbBackend::Sqlite => Some(Arc::new(Mutex::new(()))),
             _ => None,
@@ -108,7 +120,20 @@ impl Store {
                 settings.request_id_retention_days,
             )),
             rules_versions: Arc::default(),
+            probe,
         })
+    }
+
+    /// Asks the database for a trivial answer on the store's own probe connection (opened
+    /// again if it was lost), within `timeout`: whether the database can be reached now.
+    pub async fn ping(&self, timeout: Duration) -> Result<()> {
+        match tokio::time::timeout(timeout, self.probe.ping()).await {
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(Error::Unavailable(format!(
+                "no answer within {} ms",
+                timeout.as_millis()
+            ))),
+        }
     }
 
     /// Applies every pending migration.
