@@ -1,10 +1,12 @@
 //! Authentication for relief: verifies bearer tokens (JWT) into typed [`Claims`] that
-//! handlers read, and mints tokens for development and tests. Knows no gRPC and no database;
-//! the API crate's interceptor calls [`Verifier::verify`] and maps [`Error`] to a status.
+//! handlers read, mints tokens, knows the development key by its key material, and makes
+//! signing keys for deployments. Knows no gRPC and no database; the API crate's interceptor
+//! calls [`Verifier::verify`] and maps [`Error`] to a status.
 
 mod call;
 mod claims;
 mod error;
+mod keys;
 mod minter;
 mod verifier;
 
@@ -16,6 +18,9 @@ pub use claims::{CITY_SCOPE, Claims, MAX_NAME_CHARS, Scope};
 pub use error::Error;
 /// Re-exported so callers configure algorithms without depending on `jsonwebtoken`.
 pub use jsonwebtoken::Algorithm;
+pub use keys::{
+    DEV_JWKS_JSON, DEV_KID, DEV_SIGNING_KEY_PEM, Ed25519KeyPair, MAX_KID_CHARS, ed25519_default_kid,
+};
 pub use minter::{Minter, TokenSpec};
 pub use verifier::{
     DEFAULT_LEEWAY_SECS, MAX_JWKS_KEYS, MAX_LEEWAY_SECS, MAX_TOKEN_BYTES, MIN_HS256_SECRET_BYTES,

@@ -1,6 +1,6 @@
-//! Signs tokens for development and tests, so a developer can call a local server and tests
-//! can exercise every claim and attack without an identity provider. Production tokens come
-//! from the identity provider, never from here.
+//! Signs tokens, so a developer can call a local server and tests can exercise every claim
+//! and attack without an identity provider, and so a deployment without one can issue tokens
+//! with its own key (`reliefd token --key`, e.g. a first administrator's).
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};

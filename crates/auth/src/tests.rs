@@ -732,6 +732,151 @@ fn dev_key_matches_dev_jwks() {
     );
 }
 
+/// The development key is known by its public key, not by its `kid` or where it came from.
+#[test]
+fn the_development_key_is_recognised_by_its_key_material() {
+    let dev_jwk: Value = serde_json::from_str::<Value>(DEV_JWKS).unwrap()["keys"][0].clone();
+    let mut renamed = dev_jwk.clone();
+    renamed["kid"] = json!("city-2026");
+    let test_keys: Value = serde_json::from_str::<Value>(TEST_JWKS).unwrap()["keys"].clone();
+    let mut with_copy = test_keys.as_array().unwrap().clone();
+    with_copy.push(renamed);
+    let mut taken = test_keys.as_array().unwrap().clone();
+    let mut impostor = test_keys[0].clone();
+    impostor["kid"] = json!("relief-dev-1");
+    taken.push(impostor);
+    let jwks = |keys: Value| Some(json!({ "keys": keys }).to_string());
+
+    // (name, config, expected dev kid, whether a dev-key token would verify, whether the
+    // test keys are in the set)
+    let cases: Vec<(&str, VerifierConfig, Option<&str>, bool, bool)> = vec![
+        ("the test keys", config(), None, false, true),
+        (
+            "the development JWKS",
+            VerifierConfig {
+                jwks_json: Some(DEV_JWKS.to_owned()),
+                ..config()
+            },
+            Some("relief-dev-1"),
+            true,
+            false,
+        ),
+        (
+            "a copy under another kid, among other keys",
+            VerifierConfig {
+                jwks_json: jwks(Value::Array(with_copy)),
+                ..config()
+            },
+            Some("city-2026"),
+            true,
+            true,
+        ),
+        (
+            "trusted besides the test keys",
+            VerifierConfig {
+                trust_dev_key: true,
+                ..config()
+            },
+            Some("relief-dev-1"),
+            true,
+            true,
+        ),
+        (
+            "trusted, and already in the JWKS",
+            VerifierConfig {
+                jwks_json: Some(DEV_JWKS.to_owned()),
+                trust_dev_key: true,
+                ..config()
+            },
+            Some("relief-dev-1"),
+            true,
+            false,
+        ),
+        (
+            "trusted, with no JWKS at all",
+            VerifierConfig {
+                jwks_json: None,
+                trust_dev_key: true,
+                ..config()
+            },
+            Some("relief-dev-1"),
+            true,
+            false,
+        ),
+        (
+            "held, but EdDSA is not accepted",
+            VerifierConfig {
+                jwks_json: Some(DEV_JWKS.to_owned()),
+                algorithms: vec![Algorithm::ES256],
+                ..config()
+            },
+            Some("relief-dev-1"),
+            false,
+            false,
+        ),
+    ];
+    for (name, cfg, dev_kid, trusted, test_keys) in cases {
+        let v = Verifier::new(cfg).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(v.dev_key_kid(), dev_kid, "{name}");
+        assert_eq!(v.trusts_dev_key(), trusted, "{name}");
+        let kid = dev_kid.unwrap_or("relief-dev-1");
+        let dev = Minter::from_ed25519_pem(DEV_SIGNING_KEY, kid, ISS, AUD).unwrap();
+        assert_eq!(
+            v.verify(&dev.mint(&officer_spec()).unwrap()).is_ok(),
+            trusted,
+            "{name}"
+        );
+        // The configured keys keep working next to it.
+        assert_eq!(
+            v.verify(&ed().mint(&officer_spec()).unwrap()).is_ok(),
+            test_keys,
+            "{name}"
+        );
+    }
+
+    // Trusting it besides a JWKS whose kid `relief-dev-1` is another key is a contradiction.
+    let err = Verifier::new(VerifierConfig {
+        jwks_json: jwks(Value::Array(taken)),
+        trust_dev_key: true,
+        ..config()
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("relief-dev-1")),
+        "{err:?}"
+    );
+}
+
+/// A generated key signs tokens its own JWKS verifies, and no other key set does.
+#[test]
+fn generated_keys_sign_for_their_own_jwks() {
+    let pair = crate::Ed25519KeyPair::generate(Some("city-1")).unwrap();
+    assert!(!format!("{pair:?}").contains("PRIVATE"));
+    let pem = secrecy::ExposeSecret::expose_secret(pair.private_pem()).to_owned();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
+    let v = Verifier::new(VerifierConfig {
+        jwks_json: Some(pair.jwks_json().to_owned()),
+        ..config()
+    })
+    .unwrap();
+    assert_eq!(v.dev_key_kid(), None);
+    let minter = Minter::from_ed25519_pem(pem.as_bytes(), pair.kid(), ISS, AUD).unwrap();
+    let token = minter.mint(&officer_spec()).unwrap();
+    assert!(v.verify(&token).is_ok());
+    assert!(verifier().verify(&token).is_err());
+
+    // Without a kid, the key's thumbprint names it, and can be read back from the PEM.
+    let a = crate::Ed25519KeyPair::generate(None).unwrap();
+    let b = crate::Ed25519KeyPair::generate(None).unwrap();
+    assert_ne!(a.kid(), b.kid());
+    assert_eq!(
+        crate::ed25519_default_kid(a.private_pem()).unwrap(),
+        a.kid()
+    );
+    assert!(a.jwks_json().contains(a.kid()));
+    assert!(crate::ed25519_default_kid(&SecretString::from("not a key")).is_err());
+}
+
 #[test]
 fn bad_configurations_are_refused() {
     let jwks = |keys: Value| Some(json!({ "keys": keys }).to_string());

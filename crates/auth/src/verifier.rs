@@ -19,6 +19,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::Error;
 use crate::claims::{Claims, WireClaims};
+use crate::keys::{DEV_JWKS_JSON, is_dev_ed25519};
 
 /// How far `exp` and `nbf` may be off to absorb clock skew between issuer and us.
 pub const DEFAULT_LEEWAY_SECS: u64 = 30;
@@ -54,6 +55,10 @@ pub struct VerifierConfig {
     pub hs256_secret: Option<SecretString>,
     /// Clock skew allowed on `exp` and `nbf`, at most [`MAX_LEEWAY_SECS`].
     pub leeway_secs: u64,
+    /// Also trust the development key ([`crate::DEV_JWKS_JSON`]), besides the keys of
+    /// `jwks_json`. Whether or not this is set, [`Verifier::trusts_dev_key`] tells if the
+    /// resulting key set holds the development key.
+    pub trust_dev_key: bool,
 }
 
 impl VerifierConfig {
@@ -67,6 +72,7 @@ impl VerifierConfig {
             jwks_json: None,
             hs256_secret: None,
             leeway_secs: DEFAULT_LEEWAY_SECS,
+            trust_dev_key: false,
         }
     }
 }
@@ -76,6 +82,8 @@ impl VerifierConfig {
 struct VerifyingKey {
     key: DecodingKey,
     alg: Option<Algorithm>,
+    /// The development key's public key, whatever its `kid` and wherever it came from.
+    dev: bool,
 }
 
 /// Verifies tokens against a fixed configuration. Build once at start-up and share it (it is
@@ -87,6 +95,8 @@ pub struct Verifier {
     algorithms: Vec<Algorithm>,
     keys: HashMap<String, VerifyingKey>,
     hs256: Option<DecodingKey>,
+    /// The `kid` holding the development key's public key, if the key set has it.
+    dev_kid: Option<String>,
     /// Everything but `algorithms`, which is set per token to the header's one algorithm.
     validation: Validation,
     /// Tokens already verified, by SHA-256, shared by every clone.
@@ -106,6 +116,7 @@ impl fmt::Debug for Verifier {
             .field("algorithms", &self.algorithms)
             .field("kids", &kids)
             .field("hs256", &self.hs256.as_ref().map(|_| "[redacted]"))
+            .field("dev_kid", &self.dev_kid)
             .field("leeway_secs", &self.validation.leeway)
             .finish()
     }
@@ -183,15 +194,32 @@ impl Verifier {
             }
         };
 
-        let keys = match &cfg.jwks_json {
+        let mut keys = match &cfg.jwks_json {
             Some(json) => load_jwks(json)?,
-            None if wants_jwks => {
+            None if wants_jwks && !cfg.trust_dev_key => {
                 return Err(config(
                     "jwks_json is required when EdDSA, ES256 or RS256 is accepted",
                 ));
             }
             None => HashMap::new(),
         };
+        if cfg.trust_dev_key && !keys.values().any(|k| k.dev) {
+            for (kid, key) in load_jwks(DEV_JWKS_JSON)? {
+                if keys.contains_key(&kid) {
+                    return Err(config(format!(
+                        "JWKS kid {kid:?} names another key than the development key, which is to be trusted as well"
+                    )));
+                }
+                keys.insert(kid, key);
+            }
+        }
+        // Several kids may carry the same key; the smallest names it in messages.
+        let dev_kid = keys
+            .iter()
+            .filter(|(_, k)| k.dev)
+            .map(|(kid, _)| kid)
+            .min()
+            .cloned();
 
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
@@ -208,9 +236,23 @@ impl Verifier {
             algorithms,
             keys,
             hs256,
+            dev_kid,
             validation,
             verified: Arc::default(),
         })
+    }
+
+    /// The `kid` under which the key set holds the development key (whose private half is
+    /// public in the repository), recognised by its public key whatever its `kid` and
+    /// wherever the JWKS came from; `None` when the set does not hold it.
+    pub fn dev_key_kid(&self) -> Option<&str> {
+        self.dev_kid.as_deref()
+    }
+
+    /// Whether a token signed with the development key would verify: the key set holds it
+    /// and EdDSA is accepted.
+    pub fn trusts_dev_key(&self) -> bool {
+        self.dev_kid.is_some() && self.algorithms.contains(&Algorithm::EdDSA)
     }
 
     /// Verifies the signature, `exp`, `nbf`, `iss` and `aud`, then checks the claim rules.
@@ -415,15 +457,18 @@ fn load_jwk(kid: &str, jwk: &Jwk) -> Result<VerifyingKey, Error> {
         .map_err(|_| config(format!("JWKS key {kid:?} names an unsupported alg")))?;
 
     let bad = |what: &str| config(format!("JWKS key {kid:?}: {what}"));
+    let mut dev = false;
     let (key, probe_alg) = match &jwk.algorithm {
         AlgorithmParameters::OctetKeyPair(p) => {
             if p.curve != EllipticCurve::Ed25519 {
                 return Err(bad("OKP keys must be on curve Ed25519"));
             }
             // The verifier slices the first 32 bytes; anything else must never reach it.
-            if decoded_len(&p.x) != Some(32) {
+            let x = URL_SAFE_NO_PAD.decode(&p.x).ok().filter(|x| x.len() == 32);
+            let Some(x) = x else {
                 return Err(bad("Ed25519 x must be 32 bytes of base64url"));
-            }
+            };
+            dev = is_dev_ed25519(&x);
             let key = DecodingKey::from_ed_components(&p.x)
                 .map_err(|_| bad("invalid Ed25519 public key"))?;
             (key, Algorithm::EdDSA)
@@ -471,7 +516,11 @@ fn load_jwk(kid: &str, jwk: &Jwk) -> Result<VerifyingKey, Error> {
         jsonwebtoken::crypto::verify("AA", b"", &key, probe_alg)
             .map_err(|_| bad("not a valid public key"))?;
     }
-    Ok(VerifyingKey { key, alg: pinned })
+    Ok(VerifyingKey {
+        key,
+        alg: pinned,
+        dev,
+    })
 }
 
 fn decoded_len(b64url: &str) -> Option<usize> {

@@ -5,6 +5,7 @@
 
 pub mod demo;
 pub mod health;
+pub mod keys;
 pub mod settings;
 pub mod telemetry;
 
@@ -129,9 +130,7 @@ impl Application {
     ) -> anyhow::Result<Application> {
         settings.validate()?;
         let verifier = Arc::new(Verifier::new(settings.auth.verifier_config()?)?);
-        if settings.auth.allow_dev_keys {
-            tracing::warn!("development signing keys are accepted: never do this in production");
-        }
+        keys::check_dev_key(&verifier, settings.server.listen, "server.listen")?;
         let store = open_store(&settings).await?;
         store.migrate().await.context("applying migrations")?;
         declare_districts(&store, &settings, clock.as_ref()).await?;

@@ -3,11 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use relief_auth::{Minter, Scope, TokenSpec};
 use relief_domain::{DistrictId, Role, Subject, UnitId};
 use reliefd::settings::{self, Settings};
 use reliefd::{Application, telemetry};
+use secrecy::ExposeSecret as _;
 
 /// Small allocations dominate a call (rows, JSON, protobuf, HTTP/2 frames); mimalloc serves
 /// them faster than the system allocator under many threads (see BENCHMARKS.md).
@@ -57,8 +59,31 @@ enum Command {
         #[arg(long, default_value = "relief-430112-2022-self-evaluation.html")]
         html: PathBuf,
     },
-    /// Print a token signed with the development key, for trying the service by hand.
+    /// Write a fresh Ed25519 signing key and its public JWKS for a deployment: DIR/signing-key.pem
+    /// (mode 0600; keep it secret) and DIR/jwks.json (what `auth.jwks_path` names).
+    Keygen {
+        /// The directory to write the two files into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// The key's id in the JWKS and in token headers; the key's RFC 7638 thumbprint when
+        /// absent.
+        #[arg(long)]
+        kid: Option<String>,
+        /// Replace existing files (tokens signed with the old key stop verifying).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a token signed with the development key, for trying the service by hand, or with
+    /// a deployment's own key (`--key`), e.g. for a first administrator.
     Token {
+        /// A PKCS#8 PEM Ed25519 private key to sign with (`reliefd keygen` writes one); the
+        /// development key when absent.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// The key's id in the servers' JWKS; with `--key` only. Defaults to the key's RFC
+        /// 7638 thumbprint, the id `reliefd keygen` gives when not told otherwise.
+        #[arg(long, requires = "key")]
+        kid: Option<String>,
         /// The person's id (the token's `sub`).
         #[arg(long, default_value = "dev-user")]
         subject: String,
@@ -84,6 +109,28 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Keygen needs no settings: the configuration may name the JWKS it is about to write.
+    if let Command::Keygen { out, kid, force } = &cli.command {
+        return match reliefd::keys::keygen(out, kid.as_deref(), *force) {
+            Ok(files) => {
+                println!("kid: {}", files.kid);
+                println!(
+                    "private key: {} (keep it secret; `reliefd token --key {}` signs with it)",
+                    files.private_key.display(),
+                    files.private_key.display()
+                );
+                println!(
+                    "public keys: {} (point auth.jwks_path at it)",
+                    files.jwks.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("reliefd keygen: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -92,6 +139,8 @@ fn main() -> ExitCode {
         }
     };
     if let Command::Token {
+        key,
+        kid,
         subject,
         name,
         district,
@@ -100,15 +149,20 @@ fn main() -> ExitCode {
         ttl_secs,
     } = &cli.command
     {
-        return match mint(
-            &settings,
-            subject,
-            name,
-            district,
-            roles,
-            unit.as_deref(),
-            *ttl_secs,
-        ) {
+        let token = minter(&settings, key.as_deref().map(|path| (path, kid.as_deref()))).and_then(
+            |minter| {
+                mint(
+                    &minter,
+                    subject,
+                    name,
+                    district,
+                    roles,
+                    unit.as_deref(),
+                    *ttl_secs,
+                )
+            },
+        );
+        return match token {
             Ok(token) => {
                 println!("{token}");
                 ExitCode::SUCCESS
@@ -153,6 +207,7 @@ fn main() -> ExitCode {
                 let verifier = std::sync::Arc::new(relief_auth::Verifier::new(
                     settings.auth.verifier_config()?,
                 )?);
+                reliefd::keys::check_dev_key(&verifier, gateway.listen, "gateway.listen")?;
                 let gateway = relief_gateway::Gateway::build(gateway, verifier).await?;
                 gateway.run_until_stopped(shutdown_signal()).await
             }
@@ -175,7 +230,7 @@ fn main() -> ExitCode {
                 );
                 Ok(())
             }
-            Command::Token { .. } => Ok(()),
+            Command::Token { .. } | Command::Keygen { .. } => Ok(()),
         }
     });
     match result {
@@ -192,8 +247,37 @@ fn main() -> ExitCode {
     }
 }
 
-fn mint(
+/// A minter for `key` (a PEM file and maybe its kid) or, without it, the development key.
+fn minter(
     settings: &Settings,
+    key: Option<(&std::path::Path, Option<&str>)>,
+) -> anyhow::Result<Minter> {
+    let (issuer, audience) = (settings.auth.issuer.clone(), settings.auth.audience.clone());
+    Ok(match key {
+        None => Minter::from_ed25519_pem(
+            settings::DEV_SIGNING_KEY_PEM.as_bytes(),
+            settings::DEV_KID,
+            issuer,
+            audience,
+        )?,
+        Some((path, kid)) => {
+            let pem = secrecy::SecretString::from(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            );
+            let kid = match kid {
+                Some(kid) => kid.to_owned(),
+                None => relief_auth::ed25519_default_kid(&pem)
+                    .with_context(|| path.display().to_string())?,
+            };
+            Minter::from_ed25519_pem(pem.expose_secret().as_bytes(), &kid, issuer, audience)
+                .with_context(|| path.display().to_string())?
+        }
+    })
+}
+
+fn mint(
+    minter: &Minter,
     subject: &str,
     name: &str,
     district: &str,
@@ -201,12 +285,6 @@ fn mint(
     unit: Option<&str>,
     ttl_secs: i64,
 ) -> anyhow::Result<String> {
-    let minter = Minter::from_ed25519_pem(
-        settings::DEV_SIGNING_KEY_PEM.as_bytes(),
-        settings::DEV_KID,
-        settings.auth.issuer.clone(),
-        settings.auth.audience.clone(),
-    )?;
     let scope = if district == relief_auth::CITY_SCOPE {
         Scope::City
     } else {

@@ -16,14 +16,10 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 /// The configuration a newcomer gets with no file at all: the example district on a SQLite
-/// file under `./data`, development keys allowed.
+/// file under `./data`, trusting the development key (no other key source is configured).
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../deploy/config/relief.toml");
-/// The development JWKS matching `deploy/config/dev/dev-signing-key.pem`.
-pub const DEV_JWKS_JSON: &str = include_str!("../../../deploy/config/dev/jwks.json");
-/// The development signing key, used only by `reliefd token`.
-pub const DEV_SIGNING_KEY_PEM: &str =
-    include_str!("../../../deploy/config/dev/dev-signing-key.pem");
-pub const DEV_KID: &str = "relief-dev-1";
+/// The development key pair, which relief-auth owns and recognises.
+pub use relief_auth::{DEV_JWKS_JSON, DEV_KID, DEV_SIGNING_KEY_PEM};
 
 /// The sections `RELIEF_*` variables may set; others (`RELIEF_CONFIG`, the test suite's
 /// `RELIEF_TEST_*`) are not settings.
@@ -112,9 +108,12 @@ pub struct AuthSettings {
     /// The JWKS itself, instead of a file.
     #[serde(default)]
     pub jwks_json: Option<String>,
-    /// Accept tokens signed with the built-in development key. Never in production.
+    /// Trust the development key (its private half is public): absent, only when no other
+    /// key source (`jwks_path`, `jwks_json`, `hs256_secret`) is configured; `true`, besides
+    /// them; `false`, never, and a key set holding it is an error. Whatever this says,
+    /// `serve` and `gateway` refuse to trust it on a non-loopback address.
     #[serde(default)]
-    pub allow_dev_keys: bool,
+    pub allow_dev_keys: Option<bool>,
     /// HS256 shared secret, for development only.
     #[serde(default)]
     pub hs256_secret: Option<SecretString>,
@@ -380,29 +379,64 @@ impl AuthSettings {
             algorithms.push(alg);
         }
         let jwks_json =
-            match (&self.jwks_json, &self.jwks_path, self.allow_dev_keys) {
-                (Some(json), _, _) => Some(json.clone()),
-                (None, Some(path), _) => Some(std::fs::read_to_string(path).map_err(|e| {
+            match (&self.jwks_json, &self.jwks_path) {
+                (Some(json), _) => Some(json.clone()),
+                (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
                     invalid("auth.jwks_path", format_args!("{}: {e}", path.display()))
                 })?),
-                (None, None, true) => Some(DEV_JWKS_JSON.to_owned()),
-                (None, None, false) => None,
+                (None, None) => None,
             };
-        if jwks_json.is_none() && self.hs256_secret.is_none() {
-            return Err(invalid(
-                "auth.jwks_path",
-                "no keys configured: set jwks_path (or allow_dev_keys for development)",
-            ));
+        let trust_dev_key = self.adds_dev_key();
+        if jwks_json.is_none() && !trust_dev_key {
+            if self.hs256_secret.is_none() {
+                return Err(invalid(
+                    "auth.jwks_path",
+                    "no keys configured: set jwks_path to the deployment's JWKS (`reliefd keygen` makes one)",
+                ));
+            }
+            if algorithms
+                .iter()
+                .any(|a| *a != relief_auth::Algorithm::HS256)
+            {
+                return Err(invalid(
+                    "auth.jwks_path",
+                    "EdDSA, ES256 and RS256 need public keys: set jwks_path (or jwks_json), or accept HS256 only",
+                ));
+            }
         }
         let mut cfg = relief_auth::VerifierConfig::new(self.issuer.clone(), self.audience.clone());
         cfg.algorithms = algorithms;
         cfg.jwks_json = jwks_json;
         cfg.hs256_secret = self.hs256_secret.clone();
         cfg.leeway_secs = self.leeway_secs;
-        relief_auth::Verifier::new(cfg.clone()).map_err(|e| invalid("auth", e))?;
+        cfg.trust_dev_key = trust_dev_key;
+        let verifier = relief_auth::Verifier::new(cfg.clone()).map_err(|e| invalid("auth", e))?;
+        if self.allow_dev_keys == Some(false)
+            && let Some(kid) = verifier.dev_key_kid()
+        {
+            return Err(invalid(
+                "auth.allow_dev_keys",
+                format_args!(
+                    "is false, but the configured key set holds the development key (kid {kid:?}), \
+                     whose private half is public in the relief repository; remove it and configure \
+                     the deployment's own keys (`reliefd keygen`)"
+                ),
+            ));
+        }
         Ok(cfg)
     }
+
+    /// Whether the built-in development key joins the key set: as `allow_dev_keys` says, or,
+    /// when it says nothing, only if no other key source is configured.
+    pub fn adds_dev_key(&self) -> bool {
+        self.allow_dev_keys.unwrap_or(
+            self.jwks_path.is_none() && self.jwks_json.is_none() && self.hs256_secret.is_none(),
+        )
+    }
 }
+
+#[cfg(test)]
+mod auth_tests;
 
 impl DistrictSeed {
     pub fn to_domain(&self) -> Result<(DistrictId, String, FundRules), Error> {
