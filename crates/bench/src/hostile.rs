@@ -225,7 +225,9 @@ where
     F: FnOnce(Ctx) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<String>>,
 {
-    let pid = target.pid().ok_or_else(|| anyhow::anyhow!("server exited"))?;
+    let pid = target
+        .pid()
+        .ok_or_else(|| anyhow::anyhow!("server exited"))?;
     let rss_before_mib = rss_mib(pid).unwrap_or(0.0);
     let stop = Arc::new(AtomicBool::new(false));
     let peak_kib = Arc::new(AtomicU64::new(0));
@@ -322,9 +324,7 @@ async fn attack_by_name(name: &str, ctx: Ctx) -> anyhow::Result<String> {
         "reading-watchers" => reading_watchers(ctx, 5_000).await,
         "idle-exports" => idle_streams(ctx, Stream::Export, 100).await,
         "verify-chain" => verify_chain(ctx, 32).await,
-        "silent-connections" | "gateway-silent-connections" => {
-            silent_connections(ctx, 2_000).await
-        }
+        "silent-connections" | "gateway-silent-connections" => silent_connections(ctx, 2_000).await,
         "gateway-metric-labels" => metric_labels(ctx, 20_000).await,
         "large-request" => large_request(ctx).await,
         other => anyhow::bail!("unknown attack {other}"),

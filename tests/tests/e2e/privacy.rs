@@ -5,6 +5,7 @@
 use relief_proto::v1 as pb;
 use relief_proto::v1::report_service_client::ReportServiceClient;
 use relief_proto::v1::sync_service_client::SyncServiceClient;
+use relief_tests::gateway::{gateway_settings, spawn_gateway};
 use relief_tests::{
     ApplicationBuilder, BANK_ACCOUNT, Backend, Caller, FURONG, Role, TestApp, WANGCHENG,
     backend_tests, expect_code, masked_resident_id, next_resident_id, spawn_app,
@@ -326,4 +327,25 @@ async fn districts_are_read_as_the_contract_says(backend: Backend) {
             );
         }
     }
+    // Through the city gateway, which asks every backend, the same.
+    let gw = spawn_gateway(gateway_settings(&[(&app, &[WANGCHENG, FURONG])])).await;
+    let auditor = app.city(Role::Auditor).on(gw.channel());
+    expect_code(
+        auditor.list_districts(Default::default()).await,
+        Code::PermissionDenied,
+        "through the gateway, naming no district",
+    );
+    let named = auditor
+        .naming(FURONG)
+        .list_districts(Default::default())
+        .await
+        .unwrap();
+    assert_eq!(ids(&named), [FURONG]);
+    let all = app
+        .city_admin()
+        .on(gw.channel())
+        .list_districts(Default::default())
+        .await
+        .unwrap();
+    assert_eq!(ids(&all), [FURONG, WANGCHENG]);
 }
