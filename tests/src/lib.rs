@@ -566,6 +566,7 @@ impl TestApp {
         Caller {
             token,
             subject: subject.to_owned(),
+            names_district: None,
             cases: self.case_client(),
             districts: self.district_client(),
         }
@@ -631,6 +632,8 @@ impl TestApp {
 pub struct Caller {
     pub token: String,
     pub subject: String,
+    /// The district named in `x-relief-district` on every call, if any.
+    pub names_district: Option<String>,
     cases: CaseServiceClient<Channel>,
     districts: DistrictServiceClient<Channel>,
 }
@@ -645,13 +648,30 @@ impl Caller {
         Caller {
             token: self.token.clone(),
             subject: self.subject.clone(),
+            names_district: self.names_district.clone(),
             cases: CaseServiceClient::new(channel.clone()),
             districts: DistrictServiceClient::new(channel),
         }
     }
 
+    /// The same caller, naming `district` in `x-relief-district` on every call (what a
+    /// city-scoped caller does to act in a district).
+    pub fn naming(&self, district: &str) -> Caller {
+        Caller {
+            names_district: Some(district.to_owned()),
+            ..self.clone()
+        }
+    }
+
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
-        with_bearer(message, &self.token)
+        let mut req = with_bearer(message, &self.token);
+        if let Some(d) = &self.names_district {
+            req.metadata_mut().insert(
+                relief_auth::DISTRICT_HEADER,
+                d.parse().expect("a district code is a valid header value"),
+            );
+        }
+        req
     }
 
     pub async fn create_case_with(

@@ -436,7 +436,6 @@ impl ApprovalApi {
             ctx: &self.ctx,
             by_version: HashMap::new(),
         };
-        let reveal = caller.sees_personal_data();
         let mut out = Vec::with_capacity(cases.len());
         for c in cases {
             let step = cache.step(&c).await?;
@@ -452,7 +451,7 @@ impl ApprovalApi {
                     .filter(|r| !caller.has_role(*r))
                     .and_then(|r| delegated.get(&r).cloned())
                     .unwrap_or_default(),
-                case: Some(case_to_pb(&c, reveal)),
+                case: Some(case_to_pb(&c, &caller.case_view(&c))),
             });
         }
         Ok(out)
@@ -611,7 +610,7 @@ impl ApprovalApi {
         )
         .await?;
         let resp = pb::DecideCaseResponse {
-            case: Some(case_to_pb(&after, caller.sees_personal_data())),
+            case: Some(case_to_pb(&after, &caller.case_view(&after))),
             decision: Some(decision_to_pb(&record)),
         };
         commit(tx, &key, &resp).await?;
@@ -1054,7 +1053,7 @@ impl ApprovalApi {
                 },
                 other => other,
             })?;
-            cases.push(case_to_pb(&after, caller.sees_personal_data()));
+            cases.push(case_to_pb(&after, &caller.case_view(&after)));
             decided.push(record);
         }
         let resp = pb::CloseMeetingResponse {

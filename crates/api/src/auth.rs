@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use relief_auth::{CallError, Claims, Scope, Verifier, bearer_token, call_district};
+use relief_domain::privacy::View;
 use relief_domain::{DistrictId, Role, UnitId};
 use relief_observe::CallLabels;
-use relief_store::Actor;
+use relief_store::{Actor, CaseRecord};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
@@ -129,6 +130,21 @@ impl Caller {
         }
     }
 
+    /// Whether the caller may read `district` itself (its description and rules): the city
+    /// administrator any district; anyone else the district it acts in, which for a
+    /// city-scoped auditor or sync client is the one it names in the district header. Any
+    /// other district is answered as if it did not exist.
+    pub fn check_district_reach(&self, district: &DistrictId) -> ApiResult<()> {
+        if self.is_city() && self.has_role(Role::CityAdmin) {
+            return Ok(());
+        }
+        if self.district()? == district {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound("district"))
+        }
+    }
+
     pub fn unit(&self) -> ApiResult<&UnitId> {
         self.claims
             .unit()
@@ -153,9 +169,30 @@ impl Caller {
         Err(ApiError::denied("this role may not read cases"))
     }
 
-    /// Whether resident ID numbers and bank accounts are shown in full.
-    pub fn sees_personal_data(&self) -> bool {
-        self.claims.roles().iter().any(|r| r.sees_personal_data())
+    /// What the caller sees of the personal data of a case filed by `unit`
+    /// ([`relief_domain::privacy`]): an applicant unit's own rights count for its own unit's
+    /// cases only.
+    pub fn view_for_unit(&self, unit: &UnitId) -> View {
+        View::for_case(self.claims.roles(), self.claims.unit(), unit)
+    }
+
+    /// What the caller sees of the personal data of `case`.
+    pub fn case_view(&self, case: &CaseRecord) -> View {
+        self.view_for_unit(&case.applicant_unit_id)
+    }
+
+    /// What the caller sees of personal data whose case is not at hand: its roles other than
+    /// `applicant_unit`.
+    pub fn view_without_unit(&self) -> View {
+        View::without_unit(self.claims.roles())
+    }
+
+    /// Whether the caller's view depends on the case's unit: only for a token whose
+    /// applicant-unit role shows more than its other roles.
+    pub fn view_depends_on_unit(&self) -> bool {
+        self.claims
+            .unit()
+            .is_some_and(|u| self.view_for_unit(u) != self.view_without_unit())
     }
 
     /// The caller as the audit log records them, acting in `role`.

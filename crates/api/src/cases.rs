@@ -166,7 +166,7 @@ impl CaseApi {
         };
         tx.insert_case(&record).await?;
         let resp = pb::CreateCaseResponse {
-            case: Some(case_to_pb(&record, caller.sees_personal_data())),
+            case: Some(case_to_pb(&record, &caller.case_view(&record))),
         };
         commit(tx, &key, &resp).await?;
         tracing::info!(district = %district, case = %record.id, "case created");
@@ -179,7 +179,7 @@ impl CaseApi {
         let id = parse_case_id(&req.case_id)?;
         let case = visible(self.ctx.store.case(district, id).await?, &visibility)?;
         Ok(pb::GetCaseResponse {
-            case: Some(case_to_pb(&case, caller.sees_personal_data())),
+            case: Some(case_to_pb(&case, &caller.case_view(&case))),
         })
     }
 
@@ -252,9 +252,11 @@ impl CaseApi {
         } else {
             String::new()
         };
-        let reveal = caller.sees_personal_data();
         Ok(pb::ListCasesResponse {
-            cases: rows.iter().map(|c| case_to_pb(c, reveal)).collect(),
+            cases: rows
+                .iter()
+                .map(|c| case_to_pb(c, &caller.case_view(c)))
+                .collect(),
             next_page_token,
         })
     }
@@ -290,7 +292,7 @@ impl CaseApi {
         tx.update_case("case.updated", None, &before, &mut after)
             .await?;
         let resp = pb::UpdateCaseResponse {
-            case: Some(case_to_pb(&after, caller.sees_personal_data())),
+            case: Some(case_to_pb(&after, &caller.case_view(&after))),
         };
         commit(tx, &key, &resp).await?;
         tracing::info!(district = %district, case = %id, "case updated");
@@ -361,7 +363,7 @@ impl CaseApi {
         tx.update_case("case.submitted", None, &before, &mut after)
             .await?;
         let resp = pb::SubmitCaseResponse {
-            case: Some(case_to_pb(&after, caller.sees_personal_data())),
+            case: Some(case_to_pb(&after, &caller.case_view(&after))),
         };
         commit(tx, &key, &resp).await?;
         tracing::info!(district = %district, case = %id, over_cap = flags.over_cap, "case submitted");
@@ -407,7 +409,7 @@ impl CaseApi {
         tx.update_case("case.withdrawn", Some(reason), &before, &mut after)
             .await?;
         let resp = pb::WithdrawCaseResponse {
-            case: Some(case_to_pb(&after, caller.sees_personal_data())),
+            case: Some(case_to_pb(&after, &caller.case_view(&after))),
         };
         commit(tx, &key, &resp).await?;
         tracing::info!(district = %district, case = %id, "case withdrawn");

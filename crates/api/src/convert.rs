@@ -7,6 +7,7 @@ use relief_domain::case::{
     Attachment, MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS, MAX_LINE_CHARS, MAX_NAME_CHARS,
     MAX_TEXT_CHARS, PetitionRef, ReceivingUnit, Recipient, Seal,
 };
+use relief_domain::privacy::{Field, View};
 use relief_domain::rules::{
     ApprovalChain, ApprovalStep, Category, FiscalYearBudget, Grading, StepCondition,
 };
@@ -483,33 +484,22 @@ pub fn application_from_pb(app: Option<&pb::Application>) -> Result<Application,
     })
 }
 
-/// The application as the caller may see it: personal data masked unless `reveal`.
-pub fn application_to_pb(a: &Application, reveal: bool) -> pb::Application {
+/// The application as a reader with `view` sees it ([`relief_domain::privacy`]).
+pub fn application_to_pb(a: &Application, view: &View) -> pb::Application {
     let resident_id_number = a
         .recipient
         .resident_id
         .as_ref()
-        .map(|r| {
-            if reveal {
-                r.as_str().to_owned()
-            } else {
-                r.masked()
-            }
-        })
+        .map(|r| view.show(Field::ResidentId, r.as_str()))
         .unwrap_or_default();
-    let bank_account = if reveal {
-        a.receiving_unit.bank_account.clone()
-    } else {
-        a.receiving_unit.masked_account()
-    };
     pb::Application {
         recipient: Some(pb::Recipient {
             name: a.recipient.name.clone(),
             resident_id_number,
-            phone: a.recipient.phone.clone(),
-            address: a.recipient.address.clone(),
+            phone: view.show(Field::Phone, &a.recipient.phone),
+            address: view.show(Field::Address, &a.recipient.address),
         }),
-        basic_situation: a.basic_situation.clone(),
+        basic_situation: view.show(Field::Situation, &a.basic_situation),
         reason: a.reason.clone(),
         category_code: a
             .category
@@ -521,7 +511,7 @@ pub fn application_to_pb(a: &Application, reveal: bool) -> pb::Application {
         receiving_unit: Some(pb::ReceivingUnit {
             name: a.receiving_unit.name.clone(),
             bank_name: a.receiving_unit.bank_name.clone(),
-            bank_account,
+            bank_account: view.show(Field::BankAccount, &a.receiving_unit.bank_account),
         }),
         petition: Some(pb::PetitionRef {
             petition_number: a.petition.number.clone(),
@@ -549,13 +539,15 @@ pub fn application_to_pb(a: &Application, reveal: bool) -> pb::Application {
     }
 }
 
-pub fn case_to_pb(c: &CaseRecord, reveal: bool) -> pb::Case {
+/// The case as a reader with `view` sees it; a caller's view of a case is
+/// [`crate::auth::Caller::case_view`].
+pub fn case_to_pb(c: &CaseRecord, view: &View) -> pb::Case {
     pb::Case {
         case_id: c.id.to_string(),
         district_id: c.district_id.to_string(),
         applicant_unit_id: c.applicant_unit_id.to_string(),
         state: state_to_pb(c.state.kind()).into(),
-        application: Some(application_to_pb(&c.application, reveal)),
+        application: Some(application_to_pb(&c.application, view)),
         rules_version: c.rules_version,
         over_cap: c.over_cap,
         repeat_relief: c.repeat_relief,

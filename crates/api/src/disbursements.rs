@@ -2,6 +2,8 @@
 //! approved amount; LedgerService shows and verifies the books; FollowUpService tracks
 //! whether relief ended the petition.
 
+use std::collections::HashMap;
+
 use chrono::{Datelike, NaiveDate};
 use relief_domain::approval::BudgetBalance;
 use relief_domain::case::{Attachment, CaseState};
@@ -9,12 +11,15 @@ use relief_domain::ledger::EntryKind;
 use relief_domain::payment::{
     PaidPayment, PaymentState, follow_up_dates, parse_statement, reconcile,
 };
-use relief_domain::{CaseId, DistrictId, Money, Role, StateKind};
+use relief_domain::privacy::{Field, View};
+use relief_domain::{CaseId, DistrictId, Money, Role, StateKind, UnitId};
 use relief_proto::v1 as pb;
 use relief_proto::v1::disbursement_service_server::DisbursementService;
 use relief_proto::v1::follow_up_service_server::FollowUpService;
 use relief_proto::v1::ledger_service_server::LedgerService;
-use relief_store::{CaseRecord, FollowUpRecord, PaymentRecord};
+use relief_store::{
+    CaseRecord, FollowUpRecord, ImportWindowRecord, LedgerEntryRecord, PaymentRecord,
+};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Caller, CaseVisibility};
@@ -50,7 +55,9 @@ fn new_id() -> String {
     CaseId::new_v7().to_string()
 }
 
-fn payment_to_pb(p: &PaymentRecord, reveal: bool) -> pb::Payment {
+/// The payment as a reader with `view` sees it; its bank account is the case's receiving
+/// unit's, so the view is the caller's view of the payment's case.
+fn payment_to_pb(p: &PaymentRecord, view: &View) -> pb::Payment {
     let (state, bank_reference, paid_date, failure_reason) = match &p.state {
         PaymentState::Pending => (
             pb::PaymentState::Pending,
@@ -84,18 +91,13 @@ fn payment_to_pb(p: &PaymentRecord, reveal: bool) -> pb::Payment {
             reason.clone(),
         ),
     };
-    let account = if reveal {
-        p.bank_account.clone()
-    } else {
-        relief_domain::case::mask_account(&p.bank_account)
-    };
     pb::Payment {
         payment_id: p.id.clone(),
         case_id: p.case_id.to_string(),
         amount_fen: p.amount.fen(),
         receiving_unit_name: p.receiving_unit_name.clone(),
         bank_name: p.bank_name.clone(),
-        bank_account: account,
+        bank_account: view.show(Field::BankAccount, &p.bank_account),
         voucher_number: p.voucher_number.clone(),
         state: state.into(),
         bank_reference,
@@ -135,6 +137,30 @@ fn balance_to_pb(year: i32, b: &BudgetBalance, closed: bool) -> pb::BudgetBalanc
         paid_fen: b.paid.fen(),
         available_fen: b.available().fen(),
         closed,
+        // Read apart from the balance, by the calls that show them.
+        imported_paid_fen: 0,
+        import_window_open: false,
+    }
+}
+
+/// Of the paid amount, the part imports recorded: their pay entries, summed the way
+/// `Store::imported_paid` sums them.
+fn imported_paid_fen(entries: &[LedgerEntryRecord]) -> i64 {
+    entries
+        .iter()
+        .filter(|e| e.imported && e.kind == EntryKind::Pay)
+        .fold(0i64, |sum, e| sum.saturating_add(e.amount.fen()))
+}
+
+fn import_window_to_pb(w: &ImportWindowRecord) -> pb::ImportWindow {
+    pb::ImportWindow {
+        fiscal_year: w.fiscal_year,
+        open: w.open,
+        reason: w.reason.clone(),
+        opened_by: w.opened_by.clone(),
+        open_time: Some(timestamp(w.opened_at)),
+        closed_by: w.closed_by.clone().unwrap_or_default(),
+        close_time: w.closed_at.map(timestamp),
     }
 }
 
@@ -158,6 +184,44 @@ fn require_reader(caller: &Caller) -> ApiResult<DistrictId> {
         ));
     }
     Ok(district)
+}
+
+/// The caller's view of each payment's case. The cases' units are looked up only for a token
+/// whose view depends on them (one that holds `applicant_unit` besides a reading role).
+pub(crate) struct PaymentViews {
+    /// The view of a case that is not the caller's unit's.
+    others: View,
+    /// The caller's unit, its view of that unit's cases, and the unit of each payment's case.
+    own: Option<(UnitId, View, HashMap<CaseId, UnitId>)>,
+}
+
+impl PaymentViews {
+    pub(crate) fn of(&self, p: &PaymentRecord) -> View {
+        match &self.own {
+            Some((unit, view, units)) if units.get(&p.case_id) == Some(unit) => *view,
+            _ => self.others,
+        }
+    }
+}
+
+pub(crate) async fn payment_views(
+    ctx: &ApiContext,
+    caller: &Caller,
+    district: &DistrictId,
+    payments: &[PaymentRecord],
+) -> ApiResult<PaymentViews> {
+    let others = caller.view_without_unit();
+    let own = match caller.claims().unit() {
+        Some(unit) if caller.view_depends_on_unit() => {
+            let mut ids: Vec<CaseId> = payments.iter().map(|p| p.case_id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let units = ctx.store.case_units(district, &ids).await?;
+            Some((unit.clone(), caller.view_for_unit(unit), units))
+        }
+        _ => None,
+    };
+    Ok(PaymentViews { others, own })
 }
 
 fn check_fiscal_year(year: i32) -> ApiResult<i32> {
@@ -297,7 +361,7 @@ impl DisbursementApi {
         };
         tx.insert_payment(&record).await?;
         let resp = pb::CreatePaymentResponse {
-            payment: Some(payment_to_pb(&record, caller.sees_personal_data())),
+            payment: Some(payment_to_pb(&record, &caller.case_view(&case))),
         };
         commit(tx, &key, &resp).await?;
         tracing::info!(district = %district, case = %id, payment = %record.id, amount_fen = amount.fen(), "payment created");
@@ -412,10 +476,10 @@ impl DisbursementApi {
             })
             .await?;
         }
-        let reveal = caller.sees_personal_data();
+        let view = caller.case_view(&paid_case);
         let resp = pb::ConfirmPaymentResponse {
-            payment: Some(payment_to_pb(&after, reveal)),
-            case: Some(case_to_pb(&paid_case, reveal)),
+            payment: Some(payment_to_pb(&after, &view)),
+            case: Some(case_to_pb(&paid_case, &view)),
         };
         commit(tx, &key, &resp).await?;
         tracing::info!(district = %district, case = %case.id, payment = %before.id, "payment confirmed");
@@ -493,10 +557,10 @@ impl DisbursementApi {
         tx.update_case("case.payment_returned", Some(&reason), &case, &mut approved)
             .await?;
         tx.cancel_open_follow_ups(&district, case.id).await?;
-        let reveal = caller.sees_personal_data();
+        let view = caller.case_view(&approved);
         let resp = pb::ReversePaymentResponse {
-            payment: Some(payment_to_pb(&after, reveal)),
-            case: Some(case_to_pb(&approved, reveal)),
+            payment: Some(payment_to_pb(&after, &view)),
+            case: Some(case_to_pb(&approved, &view)),
         };
         commit(tx, &key, &resp).await?;
         tracing::info!(district = %district, case = %case.id, payment = %before.id, "payment returned by the bank");
@@ -539,8 +603,16 @@ impl DisbursementApi {
         };
         tx.update_payment("payment.failed", Some(&reason), &before, &mut after)
             .await?;
+        let view = if caller.view_depends_on_unit() {
+            match tx.case(&district, before.case_id).await? {
+                Some(case) => caller.case_view(&case),
+                None => caller.view_without_unit(),
+            }
+        } else {
+            caller.view_without_unit()
+        };
         let resp = pb::FailPaymentResponse {
-            payment: Some(payment_to_pb(&after, caller.sees_personal_data())),
+            payment: Some(payment_to_pb(&after, &view)),
         };
         commit(tx, &key, &resp).await?;
         Ok(resp)
@@ -558,8 +630,9 @@ impl DisbursementApi {
             .payment(&district, &req.payment_id)
             .await?
             .ok_or(ApiError::NotFound("payment"))?;
+        let views = payment_views(&self.ctx, &caller, &district, std::slice::from_ref(&p)).await?;
         Ok(pb::GetPaymentResponse {
-            payment: Some(payment_to_pb(&p, caller.sees_personal_data())),
+            payment: Some(payment_to_pb(&p, &views.of(&p))),
         })
     }
 
@@ -585,9 +658,12 @@ impl DisbursementApi {
             .payments(&district, case, year, offset, limit + 1)
             .await?;
         let next_page_token = next_offset_page(&mut rows, "payment", offset, limit);
-        let reveal = caller.sees_personal_data();
+        let views = payment_views(&self.ctx, &caller, &district, &rows).await?;
         Ok(pb::ListPaymentsResponse {
-            payments: rows.iter().map(|p| payment_to_pb(p, reveal)).collect(),
+            payments: rows
+                .iter()
+                .map(|p| payment_to_pb(p, &views.of(p)))
+                .collect(),
             next_page_token,
         })
     }
@@ -674,7 +750,7 @@ impl DisbursementApi {
         tx.update_case("case.document_added", None, &before, &mut after)
             .await?;
         let resp = pb::AddCaseDocumentResponse {
-            case: Some(case_to_pb(&after, caller.sees_personal_data())),
+            case: Some(case_to_pb(&after, &caller.case_view(&after))),
         };
         commit(tx, &key, &resp).await?;
         Ok(resp)
@@ -798,6 +874,9 @@ impl LedgerApi {
         let offset = decode_offset("ledger", &req.page_token)?;
         let balance = self.ctx.store.budget_balance(&district, year).await?;
         let closed = self.ctx.store.year_closed(&district, year).await?;
+        let mut balance = balance_to_pb(year, &balance, closed);
+        balance.imported_paid_fen = self.ctx.store.imported_paid(&district, year).await?.fen();
+        balance.import_window_open = self.ctx.store.import_window_open(&district, year).await?;
         let mut rows = self
             .ctx
             .store
@@ -805,7 +884,7 @@ impl LedgerApi {
             .await?;
         let next_page_token = next_offset_page(&mut rows, "ledger", offset, limit);
         Ok(pb::GetBudgetResponse {
-            balance: Some(balance_to_pb(year, &balance, closed)),
+            balance: Some(balance),
             entries: rows
                 .iter()
                 .map(|e| pb::LedgerEntry {
@@ -815,6 +894,7 @@ impl LedgerApi {
                     case_id: e.case_id.map(|c| c.to_string()).unwrap_or_default(),
                     actor_subject: e.actor_subject.clone(),
                     create_time: Some(timestamp(e.created_at)),
+                    imported: e.imported,
                 })
                 .collect(),
             next_page_token,
@@ -911,9 +991,12 @@ impl LedgerApi {
         if !problems.is_empty() {
             tracing::warn!(district = %district, year, problems = problems.len(), "ledger verification found problems");
         }
+        let mut balance = balance_to_pb(year, &balance, closed);
+        balance.imported_paid_fen = imported_paid_fen(&entries);
+        balance.import_window_open = store.import_window_open(&district, year).await?;
         Ok(pb::VerifyLedgerResponse {
             consistent: problems.is_empty(),
-            balance: Some(balance_to_pb(year, &balance, closed)),
+            balance: Some(balance),
             problems,
             cases_checked: i32::try_from(cases.len()).unwrap_or(i32::MAX),
         })
@@ -946,12 +1029,94 @@ impl LedgerApi {
         let balance = tx.budget_balance(&district, year).await?;
         let unused = balance.available();
         tx.close_year(&district, year, unused).await?;
+        let mut shown = balance_to_pb(year, &balance, true);
+        shown.imported_paid_fen = tx.imported_paid(&district, year).await?.fen();
         let resp = pb::CloseFiscalYearResponse {
-            balance: Some(balance_to_pb(year, &balance, true)),
+            balance: Some(shown),
             unused_fen: unused.fen(),
         };
         commit(tx, &key, &resp).await?;
         tracing::info!(district = %district, year, unused_fen = unused.fen(), "fiscal year closed");
+        Ok(resp)
+    }
+
+    async fn open_import_window(
+        &self,
+        caller: Caller,
+        req: pb::OpenImportWindowRequest,
+    ) -> ApiResult<pb::OpenImportWindowResponse> {
+        let district = caller.require_district_role(Role::Finance)?.clone();
+        let key = self
+            .ctx
+            .idempotency_key(&caller, "OpenImportWindow", &req.request_id, &req)?;
+        let year = check_fiscal_year(req.fiscal_year)?;
+        let reason = required_text("reason", &req.reason, MAX_TEXT)?;
+        let mut tx = match self
+            .ctx
+            .begin(Some(&district), &caller, Role::Finance, &key)
+            .await?
+        {
+            Begun::Replayed(resp) => return Ok(resp),
+            Begun::Fresh(tx) => *tx,
+        };
+        if tx.year_closed(&district, year).await? {
+            return Err(ApiError::precondition(
+                "YEAR_CLOSED",
+                format!(
+                    "fiscal year {year} is closed: imports write closed years without a window"
+                ),
+            ));
+        }
+        if tx
+            .import_window(&district, year)
+            .await?
+            .is_some_and(|w| w.open)
+        {
+            return Err(ApiError::precondition(
+                "IMPORT_WINDOW_OPEN",
+                format!("fiscal year {year} is already open to imports"),
+            ));
+        }
+        let window = tx.open_import_window(&district, year, &reason).await?;
+        let resp = pb::OpenImportWindowResponse {
+            window: Some(import_window_to_pb(&window)),
+        };
+        commit(tx, &key, &resp).await?;
+        tracing::info!(district = %district, year, "import window opened");
+        Ok(resp)
+    }
+
+    async fn close_import_window(
+        &self,
+        caller: Caller,
+        req: pb::CloseImportWindowRequest,
+    ) -> ApiResult<pb::CloseImportWindowResponse> {
+        let district = caller.require_district_role(Role::Finance)?.clone();
+        let key = self
+            .ctx
+            .idempotency_key(&caller, "CloseImportWindow", &req.request_id, &req)?;
+        let year = check_fiscal_year(req.fiscal_year)?;
+        let reason = required_text("reason", &req.reason, MAX_TEXT)?;
+        let mut tx = match self
+            .ctx
+            .begin(Some(&district), &caller, Role::Finance, &key)
+            .await?
+        {
+            Begun::Replayed(resp) => return Ok(resp),
+            Begun::Fresh(tx) => *tx,
+        };
+        let Some(before) = tx.import_window(&district, year).await?.filter(|w| w.open) else {
+            return Err(ApiError::precondition(
+                "IMPORT_WINDOW_NOT_OPEN",
+                format!("fiscal year {year} has no open import window"),
+            ));
+        };
+        let window = tx.close_import_window(&before, &reason).await?;
+        let resp = pb::CloseImportWindowResponse {
+            window: Some(import_window_to_pb(&window)),
+        };
+        commit(tx, &key, &resp).await?;
+        tracing::info!(district = %district, year, "import window closed");
         Ok(resp)
     }
 }
@@ -975,6 +1140,18 @@ impl LedgerService for LedgerApi {
         request: Request<pb::CloseFiscalYearRequest>,
     ) -> Result<Response<pb::CloseFiscalYearResponse>, Status> {
         handle!(self, request, close_fiscal_year)
+    }
+    async fn open_import_window(
+        &self,
+        request: Request<pb::OpenImportWindowRequest>,
+    ) -> Result<Response<pb::OpenImportWindowResponse>, Status> {
+        handle!(self, request, open_import_window)
+    }
+    async fn close_import_window(
+        &self,
+        request: Request<pb::CloseImportWindowRequest>,
+    ) -> Result<Response<pb::CloseImportWindowResponse>, Status> {
+        handle!(self, request, close_import_window)
     }
 }
 

@@ -37,7 +37,7 @@ impl DistrictApi {
         req: pb::GetDistrictRequest,
     ) -> ApiResult<pb::GetDistrictResponse> {
         let id = parse_district(&req.district_id)?;
-        caller.check_district(&id)?;
+        caller.check_district_reach(&id)?;
         let d = self
             .ctx
             .store
@@ -62,8 +62,9 @@ impl DistrictApi {
                 })
             })
             .transpose()?;
-        if let Some(own) = caller.claims().district() {
-            // A district sees itself only.
+        if !(caller.is_city() && caller.has_role(Role::CityAdmin)) {
+            // Everyone but the city administrator sees the district it acts in, only.
+            let own = caller.district()?;
             let d = match after {
                 Some(_) => None,
                 None => self.ctx.store.district(own).await?,
@@ -191,7 +192,7 @@ impl DistrictApi {
         req: pb::GetFundRulesVersionRequest,
     ) -> ApiResult<pb::GetFundRulesVersionResponse> {
         let id = parse_district(&req.district_id)?;
-        caller.check_district(&id)?;
+        caller.check_district_reach(&id)?;
         if req.rules_version <= 0 {
             return Err(ApiError::invalid("rules_version", "must be positive"));
         }

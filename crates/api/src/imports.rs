@@ -4,6 +4,12 @@
 //! entries and audit events a case decided here leaves, so the reports and the ledger count
 //! them like native cases. The importing system's id of each record is kept: the same record
 //! again is a duplicate, a different record under an old id is refused.
+//!
+//! An import records history; it must not be a way to spend. So a record is written only into
+//! a fiscal year that is closed, or that finance has opened to imports
+//! (`LedgerService.OpenImportWindow`); its ledger entries are marked imported. A record for
+//! any other year is refused like every other invalid record: its own result, INVALID, with
+//! the field `application.fiscal_year`, and nothing written.
 
 use std::collections::HashMap;
 
@@ -139,8 +145,8 @@ fn invalid(index: usize, external_id: &str, violations: Vec<Violation>) -> pb::I
 }
 
 /// Writes one batch in one transaction: each record is checked against what the district
-/// already holds (an earlier import of its id, a closed year, the year's budget) and written
-/// or refused.
+/// already holds (an earlier import of its id, whether its year takes imports, the year's
+/// budget) and written or refused.
 async fn write_batch(
     ctx: &ApiContext,
     caller: &Caller,
@@ -191,41 +197,51 @@ async fn write_batch(
             }
             continue;
         }
-        if let (Some(amount), Some(year)) = (c.paid, c.imported.case.application.fiscal_year) {
+        if let Some(year) = c.imported.case.application.fiscal_year {
             // Each year's state is read once per batch and kept up to date here, so a batch
-            // costs one balance query per year, not one per record.
-            let (closed, balance) = match years.entry(year) {
+            // costs one balance query per year, not one per record. It is read under the
+            // district's write lock, so a window finance closes meanwhile is respected.
+            let (writable, balance) = match years.entry(year) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    let closed = tx.year_closed(&district.id, year).await?;
+                    let writable = tx.year_closed(&district.id, year).await?
+                        || tx
+                            .import_window(&district.id, year)
+                            .await?
+                            .is_some_and(|w| w.open);
                     let balance = tx.budget_balance(&district.id, year).await?;
-                    e.insert((closed, balance))
+                    e.insert((writable, balance))
                 }
             };
-            let refusal = if *closed {
-                Some(format!("fiscal year {year} is closed"))
+            let refusal = if *writable {
+                c.paid.and_then(|amount| {
+                    balance
+                        .check_reserve(amount)
+                        .err()
+                        .map(|e| ("payment.amount_fen", format!("fiscal year {year}: {e}")))
+                })
             } else {
-                balance
-                    .check_reserve(amount)
-                    .err()
-                    .map(|e| format!("fiscal year {year}: {e}"))
+                Some((
+                    "application.fiscal_year",
+                    format!(
+                        "fiscal year {year} is not closed and not open to imports: \
+                         finance opens it with LedgerService.OpenImportWindow"
+                    ),
+                ))
             };
-            if let Some(reason) = refusal {
-                let field = if *closed {
-                    "application.fiscal_year"
-                } else {
-                    "payment.amount_fen"
-                };
+            if let Some((field, reason)) = refusal {
                 out.push((
                     invalid(c.index, &external_id, vec![Violation::new(field, reason)]),
                     None,
                 ));
                 continue;
             }
-            balance.paid = balance
-                .paid
-                .checked_add(amount)
-                .map_err(|e| ApiError::Internal(format!("paid total: {e}")))?;
+            if let Some(amount) = c.paid {
+                balance.paid = balance
+                    .paid
+                    .checked_add(amount)
+                    .map_err(|e| ApiError::Internal(format!("paid total: {e}")))?;
+            }
         }
         tx.import_case(&c.imported, c.paid).await?;
         out.push((

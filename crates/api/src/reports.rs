@@ -3,6 +3,7 @@
 //! districts.
 
 use chrono::NaiveDate;
+use relief_domain::privacy::Field;
 use relief_domain::report::{
     Indicators, NARRATIVE_SECTIONS, Score, render_html, render_markdown, score,
 };
@@ -15,6 +16,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::{Caller, CaseVisibility};
 use crate::cases::handle;
 use crate::convert::state_to_pb;
+use crate::disbursements::payment_views;
 use crate::error::{ApiError, ApiResult};
 use crate::{ApiContext, Begun, commit};
 
@@ -319,7 +321,6 @@ impl ReportApi {
     async fn case_rows(&self, caller: &Caller, fiscal_year: i32) -> ApiResult<Vec<Vec<String>>> {
         let year = check_year(fiscal_year)?;
         let d = self.district_for_read(caller).await?;
-        let reveal = caller.sees_personal_data();
         let mut cases = self.ctx.store.cases_of_year(&d.id, year).await?;
         cases.sort_by_key(|c| c.id);
         let rows: Vec<Vec<String>> = cases
@@ -330,13 +331,7 @@ impl ReportApi {
                     .recipient
                     .resident_id
                     .as_ref()
-                    .map(|r| {
-                        if reveal {
-                            r.as_str().to_owned()
-                        } else {
-                            r.masked()
-                        }
-                    })
+                    .map(|r| caller.case_view(c).show(Field::ResidentId, r.as_str()))
                     .unwrap_or_default();
                 let yuan = |m: Option<Money>| {
                     m.map(|m| m.to_yuan_string().replace(',', ""))
@@ -372,7 +367,6 @@ impl ReportApi {
     ) -> ApiResult<pb::ExportPaymentsResponse> {
         let year = check_year(req.fiscal_year)?;
         let d = self.district_for_read(&caller).await?;
-        let reveal = caller.sees_personal_data();
         let mut all = Vec::new();
         let mut offset = 0;
         loop {
@@ -393,6 +387,7 @@ impl ReportApi {
                 .cmp(&b.created_at)
                 .then_with(|| a.id.cmp(&b.id))
         });
+        let views = payment_views(&self.ctx, &caller, &d.id, &all).await?;
         let rows: Vec<Vec<String>> = all
             .iter()
             .map(|p| {
@@ -417,11 +412,7 @@ impl ReportApi {
                         (String::new(), String::new(), reason.clone())
                     }
                 };
-                let account = if reveal {
-                    p.bank_account.clone()
-                } else {
-                    relief_domain::case::mask_account(&p.bank_account)
-                };
+                let account = views.of(p).show(Field::BankAccount, &p.bank_account);
                 vec![
                     p.id.clone(),
                     p.case_id.to_string(),

@@ -7,8 +7,8 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::Stream;
-use relief_domain::case::mask_account;
-use relief_domain::{DistrictId, ResidentId, Role};
+use relief_domain::privacy::{Field, View};
+use relief_domain::{DistrictId, Role, UnitId};
 use relief_proto::v1 as pb;
 use relief_proto::v1::sync_service_server::SyncService;
 use relief_store::EventRecord;
@@ -65,7 +65,7 @@ impl SyncApi {
     ) -> ApiResult<pb::ListChangesResponse> {
         let (district, after) = self.start(&caller, &req.after_cursor).await?;
         let limit = self.ctx.page_size(req.page_size)?;
-        let reveal = caller.sees_personal_data();
+        let view = FeedView::of(&caller);
         let events = self.ctx.store.events_after(&district, after, limit).await?;
         let next_cursor = match events.last() {
             Some(last) => cursor(&district, last.seq),
@@ -74,7 +74,7 @@ impl SyncApi {
         Ok(pb::ListChangesResponse {
             changes: events
                 .into_iter()
-                .map(|e| change(&district, e, reveal))
+                .map(|e| change(&district, e, &view))
                 .collect(),
             next_cursor,
         })
@@ -98,16 +98,53 @@ fn decode_cursor(district: &DistrictId, token: &str) -> ApiResult<i64> {
     seq.parse::<i64>().ok().filter(|s| *s >= 0).ok_or_else(bad)
 }
 
-fn change(district: &DistrictId, e: EventRecord, reveal: bool) -> pb::Change {
+/// What a caller sees of the personal data in the changes ([`relief_domain::privacy`]).
+#[derive(Debug, Clone)]
+struct FeedView {
+    /// The view of a change that is not about a case of the caller's own unit.
+    others: View,
+    /// For a token whose applicant-unit role shows more: its unit and its view of that
+    /// unit's cases. A change is known to be about one when its state names the unit as
+    /// `applicant_unit_id` (a case); other changes (a payment) get `others`.
+    own: Option<(UnitId, View)>,
+}
+
+impl FeedView {
+    fn of(caller: &Caller) -> FeedView {
+        FeedView {
+            others: caller.view_without_unit(),
+            own: caller
+                .claims()
+                .unit()
+                .filter(|_| caller.view_depends_on_unit())
+                .map(|u| (u.clone(), caller.view_for_unit(u))),
+        }
+    }
+
+    fn of_state(&self, state: &Value) -> View {
+        match &self.own {
+            Some((unit, view))
+                if state.get("applicant_unit_id").and_then(Value::as_str)
+                    == Some(unit.as_str()) =>
+            {
+                *view
+            }
+            _ => self.others,
+        }
+    }
+}
+
+fn change(district: &DistrictId, e: EventRecord, feed: &FeedView) -> pb::Change {
     let state_json = e
         .after_json
         .map(|json| {
-            if reveal {
+            if feed.own.is_none() && feed.others.is_everything() {
                 return json;
             }
             match serde_json::from_str::<Value>(&json) {
                 Ok(mut v) => {
-                    mask_personal(&mut v);
+                    let view = feed.of_state(&v);
+                    mask_personal(&mut v, &view);
                     v.to_string()
                 }
                 // Not JSON: nothing in it can be told apart, so nothing of it is shown.
@@ -131,27 +168,34 @@ fn change(district: &DistrictId, e: EventRecord, reveal: bool) -> pb::Change {
     }
 }
 
-/// Masks resident ID numbers and bank accounts wherever they appear in a recorded state, as
-/// the case and payment calls mask them for the same roles.
-fn mask_personal(v: &mut Value) {
+/// The personal field a key of a recorded state holds, by the names the store's records
+/// serialize them under (a case's `application.recipient` and `application`, a payment).
+fn personal_field(key: &str) -> Option<Field> {
+    match key {
+        "resident_id" => Some(Field::ResidentId),
+        "bank_account" => Some(Field::BankAccount),
+        "phone" => Some(Field::Phone),
+        "address" => Some(Field::Address),
+        "basic_situation" => Some(Field::Situation),
+        _ => None,
+    }
+}
+
+/// Shows the personal data wherever it appears in a recorded state as `view` allows, as the
+/// case and payment calls show it to the same caller.
+fn mask_personal(v: &mut Value, view: &View) {
     match v {
         Value::Object(map) => {
             for (key, value) in map.iter_mut() {
-                match (key.as_str(), &*value) {
-                    ("resident_id", Value::String(s)) => {
-                        let masked = ResidentId::parse(s)
-                            .map(|r| r.masked())
-                            .unwrap_or_else(|_| "*".repeat(s.chars().count()));
-                        *value = Value::String(masked);
+                match (personal_field(key), &*value) {
+                    (Some(field), Value::String(s)) => {
+                        *value = Value::String(view.show(field, s));
                     }
-                    ("bank_account", Value::String(s)) => {
-                        *value = Value::String(mask_account(s));
-                    }
-                    _ => mask_personal(value),
+                    _ => mask_personal(value, view),
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(mask_personal),
+        Value::Array(items) => items.iter_mut().for_each(|v| mask_personal(v, view)),
         _ => {}
     }
 }
@@ -188,7 +232,7 @@ impl SyncService for SyncApi {
     ) -> Result<Response<ChangeStream>, Status> {
         let caller = Caller::from_request(&request)?;
         let (district, mut seq) = self.start(&caller, &request.get_ref().after_cursor).await?;
-        let reveal = caller.sees_personal_data();
+        let view = FeedView::of(&caller);
         let store = self.ctx.store.clone();
         let poll_every = self.poll_every;
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BUFFER);
@@ -215,7 +259,7 @@ impl SyncService for SyncApi {
                 for e in batch {
                     seq = e.seq;
                     let item = pb::WatchChangesResponse {
-                        change: Some(change(&district, e, reveal)),
+                        change: Some(change(&district, e, &view)),
                     };
                     if tx.send(Ok(item)).await.is_err() {
                         return;
@@ -237,19 +281,29 @@ mod tests {
     #[test]
     fn personal_data_is_masked_wherever_it_is() {
         let mut v: Value = serde_json::json!({
+            "applicant_unit_id": "gaotangling",
             "application": {
-                "recipient": {"name": "张三", "resident_id": "11010519491231002X"},
+                "recipient": {"name": "张三", "resident_id": "11010519491231002X",
+                              "phone": "13800000000", "address": "望城区高塘岭街道同心社区"},
+                "basic_situation": "家庭困难",
                 "receiving_unit": {"bank_name": "长沙银行", "bank_account": "6230880012345678"}
             },
             "payments": [{"bank_account": "6230880087654321"}],
             "amount": 100
         });
-        mask_personal(&mut v);
+        let auditor = View::of_role(Role::Auditor);
+        mask_personal(&mut v, &auditor);
         let text = v.to_string();
         assert!(!text.contains("11010519491231002X"), "{text}");
         assert!(!text.contains("6230880012345678"), "{text}");
         assert!(!text.contains("6230880087654321"), "{text}");
         assert!(text.contains("5678") && text.contains("4321") && text.contains("张三"));
+        assert_eq!(v["application"]["recipient"]["phone"], "");
+        assert_eq!(
+            v["application"]["recipient"]["address"],
+            "望城区高塘岭******"
+        );
+        assert_eq!(v["application"]["basic_situation"], "");
         assert_eq!(v["amount"], 100);
     }
 

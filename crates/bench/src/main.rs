@@ -246,6 +246,7 @@ async fn fill(url: &str, n: usize) -> anyhow::Result<()> {
                 amount_fen: Set(amount),
                 actor_subject: Set("bench".into()),
                 created_at: Set(submitted),
+                imported: Set(false),
             });
             if paid {
                 let paid_on =
@@ -283,6 +284,7 @@ async fn fill(url: &str, n: usize) -> anyhow::Result<()> {
                     amount_fen: Set(amount),
                     actor_subject: Set("bench".into()),
                     created_at: Set(submitted),
+                    imported: Set(false),
                 });
                 for (s, days) in [90u64, 180, 365].iter().enumerate() {
                     let due = paid_on

@@ -125,7 +125,7 @@ fn application() -> pb::Application {
         over_cap_justification: String::new(),
         repeat_relief_justification: String::new(),
     };
-    relief_api::convert::application_to_pb(&app, true)
+    relief_api::convert::application_to_pb(&app, &relief_domain::privacy::View::EVERYTHING)
 }
 
 /// Districts of Changsha besides 望城区, for runs over several districts.

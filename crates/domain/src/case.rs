@@ -39,22 +39,6 @@ pub struct ReceivingUnit {
     pub bank_account: String,
 }
 
-impl ReceivingUnit {
-    /// The account as shown to roles that may not see it: last four digits only.
-    pub fn masked_account(&self) -> String {
-        mask_account(&self.bank_account)
-    }
-}
-
-/// A bank account as shown to roles that may not see it: last four digits only.
-pub fn mask_account(account: &str) -> String {
-    let chars: Vec<char> = account.chars().collect();
-    let keep = chars.len().min(4);
-    let hidden = chars.len() - keep;
-    let tail: String = chars[hidden..].iter().collect();
-    format!("{}{}", "*".repeat(hidden), tail)
-}
-
 /// The petition (信访事项) the case belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PetitionRef {
@@ -606,19 +590,5 @@ mod tests {
             fields(&unknown_category, &[]),
             ["application.category_code"]
         );
-    }
-
-    #[test]
-    fn account_masking() {
-        let unit = ReceivingUnit {
-            bank_account: "6230000000000001".into(),
-            ..Default::default()
-        };
-        assert_eq!(unit.masked_account(), "************0001");
-        let short = ReceivingUnit {
-            bank_account: "12".into(),
-            ..Default::default()
-        };
-        assert_eq!(short.masked_account(), "12");
     }
 }

@@ -11,6 +11,7 @@ pub mod ids;
 pub mod ledger;
 pub mod money;
 pub mod payment;
+pub mod privacy;
 pub mod report;
 pub mod resident_id;
 pub mod role;

@@ -56,10 +56,10 @@ impl ResidentId {
         &self.0
     }
 
-    /// The form shown to roles that may not see the number: region code and last four kept,
-    /// e.g. `430122********1234`.
+    /// The masked form ([`crate::privacy::mask`]): region code and last four kept, e.g.
+    /// `430122********1234`.
     pub fn masked(&self) -> String {
-        format!("{}********{}", &self.0[..6], &self.0[14..])
+        crate::privacy::mask(crate::privacy::Field::ResidentId, &self.0)
     }
 }
 

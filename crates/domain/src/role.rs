@@ -81,21 +81,6 @@ impl Role {
             Role::ApplicantUnit | Role::CityAdmin | Role::SyncClient => false,
         }
     }
-
-    /// Roles that may see resident ID numbers and bank accounts in full: the people who check
-    /// identity, decide, or pay. Everyone else sees them masked.
-    pub const fn sees_personal_data(self) -> bool {
-        match self {
-            Role::ApplicantUnit
-            | Role::CaseOfficer
-            | Role::DeputyLeader
-            | Role::BureauHead
-            | Role::BureauOffice
-            | Role::DistrictLeader
-            | Role::Finance => true,
-            Role::Auditor | Role::DistrictAdmin | Role::CityAdmin | Role::SyncClient => false,
-        }
-    }
 }
 
 impl fmt::Display for Role {

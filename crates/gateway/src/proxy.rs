@@ -16,7 +16,7 @@ use http::{HeaderMap, Request, Response, header};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use relief_auth::{Claims, DISTRICT_HEADER, Scope, Verifier, bearer_token, call_district};
-use relief_domain::DistrictId;
+use relief_domain::{DistrictId, Role};
 use relief_observe::{CallLabels, names};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
@@ -124,7 +124,12 @@ impl Shared {
         };
         let named = req.headers().get(DISTRICT_HEADER).map(|v| v.as_bytes());
         let district = call_district(claims.scope(), named).map_err(GatewayError::Call)?;
-        if matches!(claims.scope(), Scope::City) && fanout::is_city_wide(path) {
+        // Every role but the city administrator lists only the district it names: that
+        // answer is the named district's backend's alone, routed like any district call.
+        let lists_one = path == fanout::LIST_DISTRICTS
+            && district.is_some()
+            && !claims.has_role(Role::CityAdmin);
+        if matches!(claims.scope(), Scope::City) && fanout::is_city_wide(path) && !lists_one {
             label(relief_auth::CITY_SCOPE);
             return Ok(fanout::answer(self, req).await);
         }

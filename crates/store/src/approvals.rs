@@ -526,6 +526,20 @@ impl WriteTx {
         kind: EntryKind,
         amount: Money,
     ) -> Result<()> {
+        self.insert_ledger_entry(district, fiscal_year, case, kind, amount, false)
+            .await
+    }
+
+    /// Writes a ledger entry; `imported` marks one that records history from another system.
+    pub(crate) async fn insert_ledger_entry(
+        &mut self,
+        district: &DistrictId,
+        fiscal_year: i32,
+        case: Option<CaseId>,
+        kind: EntryKind,
+        amount: Money,
+        imported: bool,
+    ) -> Result<()> {
         let row = ledger_entry::ActiveModel {
             id: sea_orm::NotSet,
             district_id: sea_orm::Set(district.to_string()),
@@ -535,6 +549,7 @@ impl WriteTx {
             amount_fen: sea_orm::Set(amount.fen()),
             actor_subject: sea_orm::Set(self.actor().subject.to_string()),
             created_at: sea_orm::Set(self.now()),
+            imported: sea_orm::Set(imported),
         };
         ledger_entry::Entity::insert(row)
             .exec(self.conn().await?)

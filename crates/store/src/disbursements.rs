@@ -64,6 +64,8 @@ pub struct LedgerEntryRecord {
     pub case_id: Option<CaseId>,
     pub actor_subject: String,
     pub created_at: DateTime<Utc>,
+    /// Written by an import, recording history rather than moving money here.
+    pub imported: bool,
 }
 
 const DATE: &str = "%Y-%m-%d";
@@ -546,6 +548,7 @@ impl Store {
                         .map_err(corrupt("case id"))?,
                     actor_subject: r.actor_subject,
                     created_at: r.created_at,
+                    imported: r.imported,
                 })
             })
             .collect()

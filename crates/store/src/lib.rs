@@ -21,7 +21,7 @@ mod write;
 pub use approvals::{DecisionRecord, DelegationRecord, MeetingItemRecord, MeetingRecord};
 pub use disbursements::{FollowUpRecord, LedgerEntryRecord, PaymentRecord};
 pub use error::{Error, Result};
-pub use imports::{ImportedCase, PriorImport};
+pub use imports::{ImportWindowRecord, ImportedCase, PriorImport};
 pub use reads::{CaseFilter, ChainReport};
 pub use records::{Actor, CaseRecord, DistrictRecord, EventRecord, RulesVersionRecord};
 pub use write::{IdempotencyKey, WriteTx};

@@ -1,6 +1,8 @@
 //! Reads, each scoped to a district. The same functions serve the pool and an open
 //! transaction, so a write sees exactly what a read would.
 
+use std::collections::HashMap;
+
 use relief_domain::audit::{ChainBreak, verify_chain};
 use relief_domain::{CaseId, CategoryCode, DistrictId, StateKind, UnitId};
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
@@ -12,6 +14,10 @@ use crate::error::{Error, Result};
 use crate::records::{
     CaseRecord, DistrictRecord, EventRecord, RulesVersionRecord, rules_from_json,
 };
+
+/// Case ids per query of [`Store::case_units`], well under every backend's bound on bind
+/// parameters.
+const CASE_UNITS_CHUNK: usize = 500;
 
 /// Filters of a case list; `None` matches everything.
 #[derive(Debug, Clone, Default)]
@@ -80,6 +86,34 @@ fn like_contains(text: &str) -> LikeExpr {
 }
 
 impl Store {
+    /// The applicant unit of each of `cases` found in the district, for showing data that
+    /// belongs to a case (a payment's account) as the case's unit may see it.
+    pub async fn case_units(
+        &self,
+        district: &DistrictId,
+        cases: &[CaseId],
+    ) -> Result<HashMap<CaseId, UnitId>> {
+        let mut units = HashMap::with_capacity(cases.len());
+        for chunk in cases.chunks(CASE_UNITS_CHUNK) {
+            let rows: Vec<(String, String)> = case::Entity::find()
+                .select_only()
+                .column(case::Column::Id)
+                .column(case::Column::ApplicantUnitId)
+                .filter(case::Column::DistrictId.eq(district.as_str()))
+                .filter(case::Column::Id.is_in(chunk.iter().map(ToString::to_string)))
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            for (id, unit) in rows {
+                units.insert(
+                    CaseId::parse(&id).map_err(|e| Error::corrupt("case id", e))?,
+                    UnitId::parse(&unit).map_err(|e| Error::corrupt("applicant unit", e))?,
+                );
+            }
+        }
+        Ok(units)
+    }
+
     pub async fn district(&self, id: &DistrictId) -> Result<Option<DistrictRecord>> {
         district(&self.db, id).await
     }

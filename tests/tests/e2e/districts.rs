@@ -454,22 +454,45 @@ async fn district_visibility(backend: Backend) {
             &format!("{who}: another district's rules"),
         );
     }
-    for role in [Role::CityAdmin, Role::Auditor, Role::SyncClient] {
+    let city = app.city_admin();
+    for id in [WANGCHENG, FURONG] {
+        let d = city
+            .get_district(id)
+            .await
+            .unwrap_or_else(|s| panic!("city admin: {id}: {s:?}"));
+        assert_eq!(d.district_id, id);
+        city.get_fund_rules_version(id, 1)
+            .await
+            .unwrap_or_else(|s| panic!("city admin: {id} rules: {s:?}"));
+    }
+    expect_code(
+        city.get_district("430999").await,
+        Code::NotFound,
+        "city admin: unknown district",
+    );
+    // City-scoped auditors and sync clients reach the district they name, only.
+    for role in [Role::Auditor, Role::SyncClient] {
         let city = app.city(role);
-        for id in [WANGCHENG, FURONG] {
-            let d = city
-                .get_district(id)
-                .await
-                .unwrap_or_else(|s| panic!("city {role}: {id}: {s:?}"));
-            assert_eq!(d.district_id, id);
-            city.get_fund_rules_version(id, 1)
-                .await
-                .unwrap_or_else(|s| panic!("city {role}: {id} rules: {s:?}"));
-        }
         expect_code(
-            city.get_district("430999").await,
+            city.get_district(WANGCHENG).await,
+            Code::PermissionDenied,
+            &format!("city {role} naming no district"),
+        );
+        let named = city.naming(WANGCHENG);
+        assert_eq!(
+            named.get_district(WANGCHENG).await.unwrap().district_id,
+            WANGCHENG
+        );
+        named.get_fund_rules_version(WANGCHENG, 1).await.unwrap();
+        expect_code(
+            named.get_district(FURONG).await,
             Code::NotFound,
-            &format!("city {role}: unknown district"),
+            &format!("city {role}: a district it does not name"),
+        );
+        expect_code(
+            named.get_fund_rules_version(FURONG, 1).await,
+            Code::NotFound,
+            &format!("city {role}: rules of a district it does not name"),
         );
     }
     let admin = app.city_admin();

@@ -44,7 +44,7 @@ fn decision(step: &str, role: pb::Role, decision: pb::Decision, at: &str) -> pb:
 }
 
 /// Record `i` of the history: every tenth case rejected, the rest paid.
-fn record(i: usize) -> pb::ImportCasesRequest {
+pub(crate) fn record(i: usize) -> pb::ImportCasesRequest {
     let rejected = i % 10 == 9;
     let mut decisions = vec![decision(
         "case_officer_review",
@@ -94,6 +94,10 @@ async fn import(app: &TestApp, records: Vec<pb::ImportCasesRequest>) -> pb::Impo
 
 async fn a_district_imports_its_history_once(backend: Backend) {
     let app = spawn_app(backend).await;
+    finance(&app, WANGCHENG)
+        .await
+        .open_import_window(2022)
+        .await;
     let n = 10_000;
     let file: Vec<_> = (0..n).map(record).collect();
     let started = Instant::now();
@@ -160,6 +164,10 @@ async fn a_district_imports_its_history_once(backend: Backend) {
 
 async fn bad_records_leave_nothing_behind(backend: Backend) {
     let app = spawn_app(backend).await;
+    finance(&app, WANGCHENG)
+        .await
+        .open_import_window(2022)
+        .await;
     let events = app.events(WANGCHENG, None).await.len();
     let good = record(0);
     let mut unpaid = record(1);

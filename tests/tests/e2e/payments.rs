@@ -134,7 +134,10 @@ impl Finance {
             .into_inner()
     }
 
-    async fn close_year(&self, year: i32) -> Result<pb::CloseFiscalYearResponse, Status> {
+    pub(crate) async fn close_year(
+        &self,
+        year: i32,
+    ) -> Result<pb::CloseFiscalYearResponse, Status> {
         let req = pb::CloseFiscalYearRequest {
             request_id: request_id(),
             fiscal_year: year,
@@ -146,6 +149,56 @@ impl Finance {
             .close_fiscal_year(with_bearer(req, &self.token))
             .await?
             .into_inner())
+    }
+
+    pub(crate) async fn open_import_window_with(
+        &self,
+        request_id: &str,
+        year: i32,
+        reason: &str,
+    ) -> Result<pb::ImportWindow, Status> {
+        let req = pb::OpenImportWindowRequest {
+            request_id: request_id.to_owned(),
+            fiscal_year: year,
+            reason: reason.to_owned(),
+            ..Default::default()
+        };
+        Ok(self
+            .ledger
+            .clone()
+            .open_import_window(with_bearer(req, &self.token))
+            .await?
+            .into_inner()
+            .window
+            .unwrap())
+    }
+
+    /// Opens `year` to imported history.
+    pub(crate) async fn open_import_window(&self, year: i32) -> pb::ImportWindow {
+        self.open_import_window_with(&request_id(), year, "录入启用本系统前已办结的案件")
+            .await
+            .unwrap()
+    }
+
+    pub(crate) async fn close_import_window(
+        &self,
+        year: i32,
+        reason: &str,
+    ) -> Result<pb::ImportWindow, Status> {
+        let req = pb::CloseImportWindowRequest {
+            request_id: request_id(),
+            fiscal_year: year,
+            reason: reason.to_owned(),
+            ..Default::default()
+        };
+        Ok(self
+            .ledger
+            .clone()
+            .close_import_window(with_bearer(req, &self.token))
+            .await?
+            .into_inner()
+            .window
+            .unwrap())
     }
 }
 

@@ -10,8 +10,8 @@ use relief_proto::v1 as pb;
 use relief_proto::v1::sync_service_client::SyncServiceClient;
 use relief_tests::gateway::{gateway_settings, spawn_gateway};
 use relief_tests::{
-    Backend, FURONG, Role, TestApp, WANGCHENG, backend_tests, expect_code, resident_id_of,
-    spawn_app, valid_application, with_bearer,
+    BANK_ACCOUNT, Backend, FURONG, Role, TestApp, WANGCHENG, backend_tests, expect_code,
+    resident_id_of, spawn_app, valid_application, with_bearer,
 };
 use tonic::Code;
 use tonic::transport::Channel;
@@ -207,14 +207,26 @@ async fn personal_data_is_masked_unless_the_token_grants_it(backend: Backend) {
     let masked = first_state(sync_token(&app, WANGCHENG)).await;
     assert!(!masked.contains(&rid), "resident id masked: {masked}");
     assert!(masked.contains(&rid[rid.len() - 4..]), "{masked}");
+    assert!(!masked.contains(BANK_ACCOUNT), "account masked: {masked}");
     let auditor = first_state(app.token(WANGCHENG, &[Role::Auditor], None, "auditor")).await;
     assert!(!auditor.contains(&rid));
-    // The finance bureau's system, whose token also carries the finance role, sees it.
-    let full = first_state(app.token(
+    // The finance bureau's system, whose token also carries the finance role, sees the
+    // account finance pays, and the resident ID number as finance does: masked.
+    let finance = first_state(app.token(
         WANGCHENG,
         &[Role::SyncClient, Role::Finance],
         None,
         "finance-bureau-system",
+    ))
+    .await;
+    assert!(finance.contains(BANK_ACCOUNT), "{finance}");
+    assert!(!finance.contains(&rid), "{finance}");
+    // A case officer's token in the same system would see the number.
+    let full = first_state(app.token(
+        WANGCHENG,
+        &[Role::SyncClient, Role::CaseOfficer],
+        None,
+        "case-system",
     ))
     .await;
     assert!(full.contains(&rid), "{full}");

@@ -129,6 +129,8 @@ pub mod ledger_entry {
         pub amount_fen: i64,
         pub actor_subject: String,
         pub created_at: ChronoDateTimeUtc,
+        /// Written by an import: history recorded here, not money moved here.
+        pub imported: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

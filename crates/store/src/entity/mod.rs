@@ -5,5 +5,6 @@ pub mod case;
 pub mod case_import;
 pub mod district;
 pub mod event;
+pub mod import_window;
 pub mod request_id;
 pub mod rules_version;
