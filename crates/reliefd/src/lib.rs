@@ -30,6 +30,7 @@ use relief_proto::v1::ledger_service_server::LedgerServiceServer;
 use relief_proto::v1::report_service_server::ReportServiceServer;
 use relief_proto::v1::sync_service_server::SyncServiceServer;
 use relief_store::{Actor, DbSettings, Store};
+use relief_wire::{Limits, WireLayer};
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
@@ -252,6 +253,11 @@ impl Application {
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
                 s.concurrency_limit,
             ))
+            // Innermost, so that the access log sees the status it answers.
+            .layer(WireLayer::new(Limits {
+                max_repeated_elements: s.max_repeated_elements,
+                ..Limits::default()
+            }))
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -13,6 +13,7 @@ mod demo;
 mod districts;
 mod events;
 mod gateway;
+mod hostile_input;
 mod imports;
 mod intake;
 mod payments;
