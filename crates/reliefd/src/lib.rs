@@ -128,6 +128,10 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
         settings.validate()?;
+        // Built here once, so a contract the wire check cannot read stops the start-up
+        // instead of failing every request.
+        <relief_proto::Contract as relief_wire::Contract>::schema()
+            .map_err(|e| anyhow::anyhow!("the wire check: {e}"))?;
         let verifier = Arc::new(Verifier::new(settings.auth.verifier_config()?)?);
         if settings.auth.allow_dev_keys {
             tracing::warn!("development signing keys are accepted: never do this in production");
