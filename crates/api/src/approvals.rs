@@ -773,13 +773,16 @@ impl ApprovalApi {
         if NaiveDate::parse_from_str(&req.meeting_date, "%Y-%m-%d").is_err() {
             v.push(Violation::new("meeting_date", "must be a date YYYY-MM-DD"));
         }
-        if req.attendees.is_empty() || req.attendees.len() > MAX_ATTENDEES {
+        // Counted before any name is looked at: too many are refused once, not each.
+        let counted = !req.attendees.is_empty() && req.attendees.len() <= MAX_ATTENDEES;
+        if !counted {
             v.push(Violation::new(
                 "attendees",
                 format_args!("between 1 and {MAX_ATTENDEES} names"),
             ));
         }
-        for (i, a) in req.attendees.iter().enumerate() {
+        let names = if counted { &req.attendees[..] } else { &[][..] };
+        for (i, a) in names.iter().enumerate() {
             if a.trim().is_empty() || a.chars().count() > 64 {
                 v.push(Violation::new(
                     format!("attendees[{i}]"),

@@ -9,7 +9,7 @@ use relief_domain::case::{
 };
 use relief_domain::privacy::{Field, View};
 use relief_domain::rules::{
-    ApprovalChain, ApprovalStep, Category, FiscalYearBudget, Grading, StepCondition,
+    ApprovalChain, ApprovalStep, Category, FiscalYearBudget, Grading, ListSizes, StepCondition,
 };
 use relief_domain::{
     Application, CaseState, CategoryCode, FundRules, Money, ResidentId, Role, StateKind, StepId,
@@ -110,6 +110,18 @@ pub fn rules_from_pb(
     let Some(r) = rules else {
         return Err(vec![Violation::new(prefix, "is required")]);
     };
+    // Counted before any element is looked at: too many are refused once, not each.
+    let sizes = ListSizes {
+        budgets: r.budgets.len(),
+        categories: r.categories.len(),
+        follow_ups: r.follow_up_after_days.len(),
+        payment_documents: r.required_payment_documents.len(),
+        steps: r.approval_chain.as_ref().map_or(0, |c| c.steps.len()),
+    }
+    .check(prefix);
+    if !sizes.is_empty() {
+        return Err(sizes);
+    }
     let mut v = Violations::new();
     let f = |name: &str| format!("{prefix}.{name}");
     let case_cap = v
@@ -391,14 +403,21 @@ pub fn application_from_pb(app: Option<&pb::Application>) -> Result<Application,
             from_timestamp(t).ok_or("is not a valid time"),
         ),
     };
-    if a.attachments.len() > MAX_ATTACHMENTS {
+    // Counted before any element is looked at: too many are refused once, not each.
+    let too_many = a.attachments.len() > MAX_ATTACHMENTS;
+    if too_many {
         v.add(
             f("attachments"),
             format_args!("at most {MAX_ATTACHMENTS} attachments"),
         );
     }
     let mut attachments = Vec::new();
-    for (i, at) in a.attachments.iter().enumerate() {
+    let listed = if too_many {
+        &[][..]
+    } else {
+        &a.attachments[..]
+    };
+    for (i, at) in listed.iter().enumerate() {
         let af = |name: &str| f(&format!("attachments[{i}].{name}"));
         v.text(&af("name"), &at.name, MAX_LINE_CHARS, true);
         v.text(

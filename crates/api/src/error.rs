@@ -1,13 +1,15 @@
 //! The one place where errors become gRPC statuses. Handlers return [`ApiError`]; the store's
 //! and domain's errors convert into it; internal failures are logged here and leave as a
-//! bare `INTERNAL` so no database detail reaches a client.
+//! bare `INTERNAL` so no database detail reaches a client. Field violations become a status
+//! through `relief_wire::invalid_argument`, as the wire check's do, so every refusal lists at
+//! most twenty and stays under 1 KiB of message.
 
 use relief_domain::Violation;
 use relief_domain::case::TransitionError;
 use std::time::Duration;
 
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+use tonic_types::{ErrorDetails, StatusExt};
 
 /// The reason domain used in `ErrorInfo` details.
 const DOMAIN: &str = "relief.v1";
@@ -51,6 +53,10 @@ pub enum ApiError {
     Unavailable(String),
     #[error("internal error")]
     Internal(String),
+    /// A streamed request message that the wire check (or tonic's size check) refused: its
+    /// status is answered as it is.
+    #[error("{}", .0.message())]
+    Stream(Status),
 }
 
 impl ApiError {
@@ -104,7 +110,20 @@ impl From<TransitionError> for ApiError {
 
 impl From<ApiError> for Status {
     fn from(e: ApiError) -> Status {
-        let message = e.to_string();
+        let message = match &e {
+            // These build their own message: a list of violations is not joined in full.
+            ApiError::InvalidArgument(_) | ApiError::Stream(_) => String::new(),
+            ApiError::Unauthenticated(_)
+            | ApiError::PermissionDenied(_)
+            | ApiError::NotFound(_)
+            | ApiError::FailedPrecondition { .. }
+            | ApiError::AlreadyExists(_)
+            | ApiError::Aborted(_)
+            | ApiError::Conflict(_)
+            | ApiError::TooMany(_)
+            | ApiError::Unavailable(_)
+            | ApiError::Internal(_) => relief_wire::status::cut_message(&e.to_string()),
+        };
         match e {
             ApiError::Unauthenticated(_) => Status::unauthenticated(message),
             ApiError::TooMany(_) => Status::resource_exhausted(message),
@@ -114,21 +133,14 @@ impl From<ApiError> for Status {
                 ErrorDetails::with_error_info("PERMISSION_DENIED", DOMAIN, []),
             ),
             ApiError::NotFound(_) => Status::not_found(message),
-            ApiError::InvalidArgument(violations) => {
-                let fv: Vec<FieldViolation> = violations
-                    .into_iter()
-                    .map(|v| FieldViolation::new(v.field, v.description))
-                    .collect();
-                Status::with_error_details(
-                    Code::InvalidArgument,
-                    message,
-                    ErrorDetails::with_bad_request(fv),
-                )
-            }
-            ApiError::FailedPrecondition { reason, message } => Status::with_error_details(
+            ApiError::InvalidArgument(violations) => relief_wire::invalid_argument(violations, 0),
+            ApiError::FailedPrecondition {
+                reason,
+                message: detail,
+            } => Status::with_error_details(
                 Code::FailedPrecondition,
-                message.clone(),
-                ErrorDetails::with_precondition_failure_violation(reason, "", message),
+                message,
+                ErrorDetails::with_precondition_failure_violation(reason, "", detail),
             ),
             ApiError::AlreadyExists(_) => Status::already_exists(message),
             ApiError::Aborted(_) | ApiError::Conflict(_) => Status::aborted(message),
@@ -140,6 +152,7 @@ impl From<ApiError> for Status {
                 tracing::error!(error = %detail, "internal error");
                 Status::internal("internal error")
             }
+            ApiError::Stream(status) => status,
         }
     }
 }

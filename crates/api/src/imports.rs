@@ -73,10 +73,7 @@ pub(crate) async fn import_cases(
     let mut batch: Vec<Checked> = Vec::new();
     let mut index = 0usize;
     loop {
-        let next = records
-            .message()
-            .await
-            .map_err(|s| ApiError::invalid("stream", s.message()))?;
+        let next = records.message().await.map_err(ApiError::Stream)?;
         let done = next.is_none();
         if let Some(record) = next {
             if index >= MAX_IMPORT_RECORDS {
@@ -134,7 +131,7 @@ fn invalid(index: usize, external_id: &str, violations: Vec<Violation>) -> pb::I
         external_id: external_id.to_owned(),
         outcome: pb::ImportOutcome::Invalid as i32,
         case_id: String::new(),
-        violations: violations
+        violations: relief_domain::violation::summarize(violations, 0)
             .into_iter()
             .map(|v| pb::ImportViolation {
                 field: v.field,

@@ -16,6 +16,7 @@ pub mod report;
 pub mod resident_id;
 pub mod role;
 pub mod rules;
+pub mod text;
 pub mod violation;
 
 pub use case::{Application, CaseState, StateKind};

@@ -19,6 +19,56 @@ pub const MAX_CATEGORIES: usize = 32;
 pub const MAX_BUDGET_YEARS: usize = 50;
 pub const MAX_FOLLOW_UPS: usize = 12;
 
+/// How long each list of a rule set is. Checked on its own before any element is, so rules
+/// with a thousand steps are refused for their length instead of a thousand times over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListSizes {
+    pub budgets: usize,
+    pub categories: usize,
+    pub follow_ups: usize,
+    pub payment_documents: usize,
+    pub steps: usize,
+}
+
+impl ListSizes {
+    /// Every list longer than its limit; paths are relative to `prefix` (e.g. `rules`).
+    pub fn check(&self, prefix: &str) -> Vec<Violation> {
+        let mut v = Violations::new();
+        let f = |name: &str| format!("{prefix}.{name}");
+        if self.budgets > MAX_BUDGET_YEARS {
+            v.add(
+                f("budgets"),
+                format_args!("at most {MAX_BUDGET_YEARS} fiscal years"),
+            );
+        }
+        if self.categories > MAX_CATEGORIES {
+            v.add(
+                f("categories"),
+                format_args!("at most {MAX_CATEGORIES} categories"),
+            );
+        }
+        if self.follow_ups > MAX_FOLLOW_UPS {
+            v.add(
+                f("follow_up_after_days"),
+                format_args!("at most {MAX_FOLLOW_UPS} follow-ups"),
+            );
+        }
+        if self.payment_documents > MAX_CATEGORIES {
+            v.add(
+                f("required_payment_documents"),
+                format_args!("at most {MAX_CATEGORIES} document types"),
+            );
+        }
+        if self.steps > MAX_CHAIN_STEPS {
+            v.add(
+                f("approval_chain.steps"),
+                format_args!("at most {MAX_CHAIN_STEPS} steps"),
+            );
+        }
+        v.into_vec()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FundRules {
     /// Soft cap per case (原则上不超过5万元): above it a justification is required.
@@ -196,11 +246,16 @@ impl FundRules {
         if self.case_cap.is_zero() {
             v.add(f("case_cap_fen"), "must be positive");
         }
-        if self.budgets.len() > MAX_BUDGET_YEARS {
-            v.add(
-                f("budgets"),
-                format_args!("at most {MAX_BUDGET_YEARS} fiscal years"),
-            );
+        let sizes = ListSizes {
+            budgets: self.budgets.len(),
+            categories: self.categories.len(),
+            follow_ups: self.follow_up_after_days.len(),
+            payment_documents: self.required_payment_documents.len(),
+            steps: self.approval_chain.steps.len(),
+        }
+        .check(prefix);
+        if !sizes.is_empty() {
+            return Err(sizes);
         }
         let mut years = HashSet::new();
         for (i, b) in self.budgets.iter().enumerate() {
@@ -218,12 +273,6 @@ impl FundRules {
             v.add(
                 f("categories"),
                 "at least one eligibility category is required",
-            );
-        }
-        if self.categories.len() > MAX_CATEGORIES {
-            v.add(
-                f("categories"),
-                format_args!("at most {MAX_CATEGORIES} categories"),
             );
         }
         let mut codes = HashSet::new();
@@ -245,12 +294,6 @@ impl FundRules {
                 format_args!("must be at most {MAX_PERIOD_DAYS}"),
             );
         }
-        if self.follow_up_after_days.len() > MAX_FOLLOW_UPS {
-            v.add(
-                f("follow_up_after_days"),
-                format_args!("at most {MAX_FOLLOW_UPS} follow-ups"),
-            );
-        }
         let mut last = 0;
         for (i, d) in self.follow_up_after_days.iter().enumerate() {
             if *d == 0 || *d > MAX_PERIOD_DAYS || *d <= last {
@@ -260,12 +303,6 @@ impl FundRules {
                 );
             }
             last = *d;
-        }
-        if self.required_payment_documents.len() > MAX_CATEGORIES {
-            v.add(
-                f("required_payment_documents"),
-                format_args!("at most {MAX_CATEGORIES} document types"),
-            );
         }
         for (i, d) in self.required_payment_documents.iter().enumerate() {
             v.text(&f(&format!("required_payment_documents[{i}]")), d, 64, true);
@@ -290,12 +327,6 @@ impl ApprovalChain {
         if self.steps.is_empty() {
             v.add(format!("{prefix}.steps"), "at least one step is required");
             return;
-        }
-        if self.steps.len() > MAX_CHAIN_STEPS {
-            v.add(
-                format!("{prefix}.steps"),
-                format_args!("at most {MAX_CHAIN_STEPS} steps"),
-            );
         }
         let mut ids = HashSet::new();
         for (i, s) in self.steps.iter().enumerate() {

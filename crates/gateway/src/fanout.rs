@@ -37,20 +37,24 @@ pub fn is_city_wide(path: &str) -> bool {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// Decodes the call, asks every upstream and encodes the merged answer.
+/// Decodes the call (through the same wire check as the backends), asks every upstream and
+/// encodes the merged answer. A request over `max_message_bytes` is `RESOURCE_EXHAUSTED`, as
+/// on the backends.
 pub(crate) async fn answer(shared: Arc<Shared>, req: Request<axum::body::Body>) -> Response<Body> {
     let max = Some(shared.max_message_bytes);
-    if req.uri().path() == LIST_DISTRICTS {
-        Grpc::new(tonic_prost::ProstCodec::default())
+    let mut response = if req.uri().path() == LIST_DISTRICTS {
+        Grpc::new(relief_proto::Codec::default())
             .apply_max_message_size_config(max, max)
             .unary(ListDistricts(shared), req)
             .await
     } else {
-        Grpc::new(tonic_prost::ProstCodec::default())
+        Grpc::new(relief_proto::Codec::default())
             .apply_max_message_size_config(max, max)
             .unary(CityComparison(shared), req)
             .await
-    }
+    };
+    relief_wire::rewrite_size_status(response.headers_mut());
+    response
 }
 
 struct ListDistricts(Arc<Shared>);

@@ -1,5 +1,6 @@
 //! The wire contract, generated from `proto/relief/v1`. Only the API edge and clients use
-//! these types; the domain converts to and from them at the boundary.
+//! these types; the domain converts to and from them at the boundary. Besides the generated
+//! code there is only the binding of relief-wire's codec to this contract's descriptor set.
 
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
@@ -10,3 +11,19 @@ pub mod v1 {
 /// The encoded descriptor set of every relief proto file, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/relief_descriptor.bin"));
+
+/// relief's contract, as relief-wire's codec checks requests against it.
+#[derive(Debug, Clone, Copy)]
+pub struct Contract;
+
+impl relief_wire::Contract for Contract {
+    fn schema() -> Result<&'static relief_wire::Schema, &'static relief_wire::SchemaError> {
+        static SCHEMA: std::sync::OnceLock<Result<relief_wire::Schema, relief_wire::SchemaError>> =
+            std::sync::OnceLock::new();
+        relief_wire::schema_once(&SCHEMA, FILE_DESCRIPTOR_SET)
+    }
+}
+
+/// The codec of every generated service and client: requests of this contract are checked
+/// on the wire before they are decoded.
+pub type Codec<T, U> = relief_wire::WireCodec<T, U, Contract>;

@@ -32,6 +32,7 @@ use relief_proto::v1::ledger_service_server::LedgerServiceServer;
 use relief_proto::v1::report_service_server::ReportServiceServer;
 use relief_proto::v1::sync_service_server::SyncServiceServer;
 use relief_store::{Actor, DbSettings, Store};
+use relief_wire::{Limits, WireLayer};
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
@@ -129,6 +130,10 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
         settings.validate()?;
+        // Built here once, so a contract the wire check cannot read stops the start-up
+        // instead of failing every request.
+        <relief_proto::Contract as relief_wire::Contract>::schema()
+            .map_err(|e| anyhow::anyhow!("the wire check: {e}"))?;
         let verifier = Arc::new(Verifier::new(settings.auth.verifier_config()?)?);
         keys::check_dev_key(&verifier, settings.server.listen, "server.listen")?;
         let store = open_store(&settings).await?;
@@ -261,6 +266,11 @@ impl Application {
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
                 s.concurrency_limit,
             ))
+            // Inside the access log, so that it sees the status it answers.
+            .layer(WireLayer::new(Limits {
+                max_repeated_elements: s.max_repeated_elements,
+                ..Limits::default()
+            }))
             .layer(DatabaseGateLayer::new(database_up.flag()))
             .add_service(health)
             .add_service(reflection_v1)

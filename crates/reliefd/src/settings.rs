@@ -11,7 +11,7 @@ use figment::providers::{Env, Format, Toml};
 use relief_domain::rules::{
     ApprovalChain, ApprovalStep, Category, FiscalYearBudget, StepCondition,
 };
-use relief_domain::{CategoryCode, DistrictId, FundRules, Money, Role, StepId};
+use relief_domain::{CategoryCode, DistrictId, FundRules, Money, Role, StepId, text};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -67,6 +67,10 @@ pub struct ServerSettings {
     /// How long a probe of the database may take before it counts as unreachable.
     #[serde(default = "default_health_check_timeout_ms")]
     pub health_check_timeout_ms: u64,
+    /// The most elements a repeated field of a request may have (counted on the wire, before
+    /// decoding); above every list limit of the services.
+    #[serde(default = "default_max_repeated_elements")]
+    pub max_repeated_elements: usize,
 }
 
 fn default_health_check_interval_ms() -> u64 {
@@ -76,6 +80,14 @@ fn default_health_check_interval_ms() -> u64 {
 fn default_health_check_timeout_ms() -> u64 {
     1_000
 }
+
+fn default_max_repeated_elements() -> usize {
+    relief_wire::DEFAULT_MAX_REPEATED_ELEMENTS
+}
+
+/// The longest list a service accepts (`AddMeetingCases`' case ids): the wire limit may not
+/// be lower.
+const MIN_REPEATED_ELEMENTS: usize = 200;
 
 fn default_watch_poll_ms() -> u64 {
     1_000
@@ -321,6 +333,12 @@ impl Settings {
                 "must be between 50 and 60000",
             ));
         }
+        if !(MIN_REPEATED_ELEMENTS..=1_000_000).contains(&s.max_repeated_elements) {
+            return Err(invalid(
+                "server.max_repeated_elements",
+                format_args!("must be between {MIN_REPEATED_ELEMENTS} and 1000000"),
+            ));
+        }
         if !(1..=10_000).contains(&s.max_page_size) {
             return Err(invalid(
                 "server.max_page_size",
@@ -443,6 +461,13 @@ impl DistrictSeed {
         let id = DistrictId::parse(&self.id).map_err(|e| invalid("id", e))?;
         let r = &self.rules;
         let money = |field: &str, fen: i64| Money::from_fen(fen).map_err(|e| invalid(field, e));
+        // Configured text is stored as text from the wire is: checked, in NFC.
+        let text = |field: &str, value: &str, kind: text::Kind| {
+            text::clean(value, kind)
+                .map(|t| t.into_owned())
+                .map_err(|e| invalid(field, e))
+        };
+        let name = text("name", &self.name, text::Kind::Line)?;
         let mut budgets = Vec::new();
         for (i, b) in r.budgets.iter().enumerate() {
             budgets.push(FiscalYearBudget {
@@ -459,8 +484,16 @@ impl DistrictSeed {
             categories.push(Category {
                 code: CategoryCode::parse(&c.code)
                     .map_err(|e| invalid(format!("rules.categories[{i}].code"), e))?,
-                name: c.name.clone(),
-                description: c.description.clone(),
+                name: text(
+                    &format!("rules.categories[{i}].name"),
+                    &c.name,
+                    text::Kind::Line,
+                )?,
+                description: text(
+                    &format!("rules.categories[{i}].description"),
+                    &c.description,
+                    text::Kind::Long,
+                )?,
             });
         }
         let mut steps = Vec::new();
@@ -468,7 +501,7 @@ impl DistrictSeed {
             let f = |n: &str| format!("rules.steps[{i}].{n}");
             steps.push(ApprovalStep {
                 id: StepId::parse(&s.id).map_err(|e| invalid(f("id"), e))?,
-                name: s.name.clone(),
+                name: text(&f("name"), &s.name, text::Kind::Line)?,
                 role: s.role.parse::<Role>().map_err(|e| invalid(f("role"), e))?,
                 deadline_days: s.deadline_days,
                 condition: StepCondition {
@@ -488,7 +521,18 @@ impl DistrictSeed {
             repeat_relief_wait_days: r.repeat_relief_wait_days,
             follow_up_after_days: r.follow_up_after_days.clone(),
             approval_chain: ApprovalChain { steps },
-            required_payment_documents: r.required_payment_documents.clone(),
+            required_payment_documents: r
+                .required_payment_documents
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    text(
+                        &format!("rules.required_payment_documents[{i}]"),
+                        d,
+                        text::Kind::Line,
+                    )
+                })
+                .collect::<Result<_, _>>()?,
             grading: relief_domain::rules::Grading::default(),
         };
         rules.validate("rules").map_err(|v| {
@@ -498,6 +542,6 @@ impl DistrictSeed {
                 None => invalid("rules", "invalid"),
             }
         })?;
-        Ok((id, self.name.clone(), rules))
+        Ok((id, name, rules))
     }
 }

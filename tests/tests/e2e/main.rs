@@ -14,6 +14,7 @@ mod districts;
 mod events;
 mod gateway;
 mod health;
+mod hostile_input;
 mod import_windows;
 mod imports;
 mod intake;
