@@ -8,6 +8,7 @@ mod m0002_approvals;
 mod m0003_disbursements;
 mod m0004_reports;
 mod m0005_imports;
+mod m0007_chain_heads;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_disbursements::Migration),
             Box::new(m0004_reports::Migration),
             Box::new(m0005_imports::Migration),
+            Box::new(m0007_chain_heads::Migration),
         ]
     }
 }

@@ -4,10 +4,12 @@
 //! Writes go through [`WriteTx`], which serializes writers per district (a row lock on
 //! PostgreSQL taken at a write's first statement that needs it, one in-process writer on
 //! SQLite, which has no row locks), appends the audit
-//! events of the change to the district's hash chain, stores the response under the caller's
-//! request id, and commits all of it at once or none of it.
+//! events of the change to the district's hash chain and moves the chain head stored on the
+//! district's row (signing a checkpoint when one is due), stores the response under the
+//! caller's request id, and commits all of it at once or none of it.
 
 mod approvals;
+mod audit;
 mod disbursements;
 pub mod entity;
 mod error;
@@ -22,7 +24,8 @@ pub use approvals::{DecisionRecord, DelegationRecord, MeetingItemRecord, Meeting
 pub use disbursements::{FollowUpRecord, LedgerEntryRecord, PaymentRecord};
 pub use error::{Error, Result};
 pub use imports::{ImportedCase, PriorImport};
-pub use reads::{CaseFilter, ChainReport};
+pub use audit::{CallerCheckpoint, ChainAudit, ChainReport, LedgerAuditRecord};
+pub use reads::CaseFilter;
 pub use records::{Actor, CaseRecord, DistrictRecord, EventRecord, RulesVersionRecord};
 pub use write::{IdempotencyKey, WriteTx};
 
@@ -76,6 +79,8 @@ pub struct Store {
     request_id_retention: chrono::Duration,
     /// Rules versions already read; they never change.
     rules_versions: Arc<rules_cache::RulesVersions>,
+    /// The audit key and when checkpoints fall due; none signed without a key.
+    audit: Arc<ChainAudit>,
 }
 
 impl Store {
@@ -108,7 +113,20 @@ impl Store {
                 settings.request_id_retention_days,
             )),
             rules_versions: Arc::default(),
+            audit: Arc::default(),
         })
+    }
+
+    /// The same store, signing checkpoints with `audit` from now on. Set it before the store
+    /// is cloned: clones made earlier keep what they had.
+    pub fn with_audit(mut self, audit: ChainAudit) -> Store {
+        self.audit = Arc::new(audit);
+        self
+    }
+
+    /// The audit key checkpoints are signed with, if any.
+    pub fn audit_signer(&self) -> Option<&relief_domain::audit::AuditSigner> {
+        self.audit.signer.as_ref()
     }
 
     /// Applies every pending migration.
