@@ -324,6 +324,9 @@ pub struct SpawnOptions {
     pub clock: Option<Arc<dyn Clock>>,
     /// Serve `/metrics` on a port of its own.
     pub metrics: bool,
+    /// Checkpoint each district's audit chain after this many events (the default 1,000
+    /// when `None`).
+    pub checkpoint_every_events: Option<u32>,
 }
 
 /// A running server with its own database. Dropping it stops the server and, on PostgreSQL,
@@ -406,6 +409,9 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
             "[server]\nmetrics_listen = \"127.0.0.1:0\"\n",
             1,
         );
+    }
+    if let Some(n) = options.checkpoint_every_events {
+        text.push_str(&format!("\n[audit]\ncheckpoint_every_events = {n}\n"));
     }
     let settings = reliefd::settings::Settings::from_toml(&text).expect("test settings are valid");
     let application = match options.clock {
@@ -578,7 +584,7 @@ impl TestApp {
     pub async fn assert_chain_intact(&self, district: &str) {
         let report = self
             .store
-            .verify_audit_chain(&district_id(district))
+            .verify_audit_chain(&district_id(district), None)
             .await
             .expect("chain readable");
         assert_eq!(report.first_break, None, "audit chain of {district} breaks");

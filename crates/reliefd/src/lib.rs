@@ -29,7 +29,7 @@ use relief_proto::v1::follow_up_service_server::FollowUpServiceServer;
 use relief_proto::v1::ledger_service_server::LedgerServiceServer;
 use relief_proto::v1::report_service_server::ReportServiceServer;
 use relief_proto::v1::sync_service_server::SyncServiceServer;
-use relief_store::{Actor, DbSettings, Store};
+use relief_store::{Actor, ChainAudit, DbSettings, Store};
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
@@ -83,6 +83,30 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// The store, signing checkpoints with the configured audit key, or with the key generated
+/// for this database when none is configured.
+async fn with_audit_key(
+    store: Store,
+    settings: &Settings,
+    clock: &dyn Clock,
+) -> anyhow::Result<Store> {
+    let (signer, generated) = match settings.audit.signing_key()? {
+        Some(signer) => (signer, false),
+        None => (store.generated_audit_key(clock.now()).await?, true),
+    };
+    let key_id = signer.public_key().key_id().to_owned();
+    if generated {
+        tracing::warn!(key_id = %key_id, "audit key generated and kept in the database: configure audit.signing_key_path in production");
+    } else {
+        tracing::info!(key_id = %key_id, "audit key loaded");
+    }
+    Ok(store.with_audit(ChainAudit {
+        signer: Some(signer),
+        generated,
+        policy: settings.audit.policy(),
+    }))
+}
+
 /// Creates each configured district that does not exist yet. Existing districts keep their
 /// rules: after the first start they are changed through `UpdateFundRules`, which versions
 /// them and records who changed them.
@@ -133,6 +157,7 @@ impl Application {
         }
         let store = open_store(&settings).await?;
         store.migrate().await.context("applying migrations")?;
+        let store = with_audit_key(store, &settings, clock.as_ref()).await?;
         declare_districts(&store, &settings, clock.as_ref()).await?;
         let listener = TcpListener::bind(settings.server.listen)
             .await

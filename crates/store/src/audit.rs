@@ -25,6 +25,8 @@ const ENTRY_EVENTS_BATCH: usize = 500;
 pub struct ChainAudit {
     /// None: no checkpoints are signed.
     pub signer: Option<AuditSigner>,
+    /// The key was generated and is kept in the database, not read from a file.
+    pub generated: bool,
     pub policy: CheckpointPolicy,
 }
 
@@ -32,6 +34,7 @@ impl Default for ChainAudit {
     fn default() -> Self {
         Self {
             signer: None,
+            generated: false,
             policy: CheckpointPolicy {
                 every_events: 1_000,
                 every_us: 3_600_000_000,

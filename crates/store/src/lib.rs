@@ -129,6 +129,11 @@ impl Store {
         self.audit.signer.as_ref()
     }
 
+    /// Whether the audit key was generated and is kept in the database.
+    pub fn audit_key_generated(&self) -> bool {
+        self.audit.generated
+    }
+
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<()> {
         Migrator::up(&self.db, None).await?;

@@ -19,5 +19,6 @@ mod payments;
 mod reports;
 mod retries;
 mod sync;
+mod tamper;
 mod tenancy;
 mod validation;
