@@ -513,12 +513,6 @@ impl WriteTx {
             .await
             .map_err(|e| Error::on_insert(e, format!("district {id}")))?;
         self.insert_rules_version(id, 1, rules).await?;
-        for b in &rules.budgets {
-            if !b.allocated.is_zero() {
-                self.add_ledger_entry(id, b.fiscal_year, None, EntryKind::Allocate, b.allocated)
-                    .await?;
-            }
-        }
         let record = DistrictRecord {
             id: id.clone(),
             name: name.to_owned(),
@@ -527,6 +521,7 @@ impl WriteTx {
             created_at: self.now,
             updated_at: self.now,
         };
+        // The district's first event, then its budgets' allocations, each an event of its own.
         self.record(
             id,
             "district.created",
@@ -535,6 +530,12 @@ impl WriteTx {
             None::<&()>,
             Some(&record),
         )?;
+        for b in &rules.budgets {
+            if !b.allocated.is_zero() {
+                self.add_ledger_entry(id, b.fiscal_year, None, EntryKind::Allocate, b.allocated)
+                    .await?;
+            }
+        }
         Ok(record)
     }
 
