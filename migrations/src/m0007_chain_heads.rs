@@ -36,11 +36,15 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // One column per statement: SQLite alters one thing at a time.
         for col in [
-            big_integer(Districts::ChainHeadSeq).default(0i64).to_owned(),
+            big_integer(Districts::ChainHeadSeq)
+                .default(0i64)
+                .to_owned(),
             string_len(Districts::ChainHeadHash, 64)
                 .default(GENESIS_HASH)
                 .to_owned(),
-            big_integer(Districts::CheckpointSeq).default(0i64).to_owned(),
+            big_integer(Districts::CheckpointSeq)
+                .default(0i64)
+                .to_owned(),
             big_integer(Districts::CheckpointAtUs)
                 .default(0i64)
                 .to_owned(),

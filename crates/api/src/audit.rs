@@ -149,8 +149,7 @@ impl AuditApi {
             head_seq: report.head_seq,
             head_hash: report.head_hash,
             checkpoints_verified: i64::try_from(report.checkpoints_verified).unwrap_or(i64::MAX),
-            checkpoints_other_key: i64::try_from(report.checkpoints_other_key)
-                .unwrap_or(i64::MAX),
+            checkpoints_other_key: i64::try_from(report.checkpoints_other_key).unwrap_or(i64::MAX),
         })
     }
 
@@ -185,16 +184,21 @@ fn caller_checkpoint(
     if c.seq < 1 {
         return Err(ApiError::invalid("checkpoint.seq", "must be at least 1"));
     }
-    if c.hash.len() != 64 || !c.hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if c.hash.len() != 64
+        || !c
+            .hash
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return Err(ApiError::invalid(
             "checkpoint.hash",
             "must be 64 lowercase hex digits",
         ));
     }
     if !c.signature.is_empty() {
-        let key = signer
-            .map(AuditSigner::public_key)
-            .ok_or_else(|| ApiError::invalid("checkpoint.signature", "this server signs no checkpoints"))?;
+        let key = signer.map(AuditSigner::public_key).ok_or_else(|| {
+            ApiError::invalid("checkpoint.signature", "this server signs no checkpoints")
+        })?;
         if c.key_id != key.key_id() {
             return Err(ApiError::invalid(
                 "checkpoint.key_id",

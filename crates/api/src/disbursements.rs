@@ -843,7 +843,11 @@ impl LedgerApi {
         loop {
             let batch = store.ledger_entries(&district, year, offset, 5_000).await?;
             let n = batch.len() as u64;
-            let ids: Vec<i64> = batch.iter().map(|e| e.id).filter(|id| *id > audited_after).collect();
+            let ids: Vec<i64> = batch
+                .iter()
+                .map(|e| e.id)
+                .filter(|id| *id > audited_after)
+                .collect();
             let mut recorded = store.ledger_entry_events(&district, &ids).await?;
             entries.extend(batch.into_iter().map(|e| ledger::EntryView {
                 id: e.id,

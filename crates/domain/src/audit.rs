@@ -162,8 +162,8 @@ impl AuditSigner {
     /// An Ed25519 private key in PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), as
     /// `openssl genpkey -algorithm ed25519` writes it.
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self, CheckpointError> {
-        let key = SigningKey::from_pkcs8_pem(pem)
-            .map_err(|e| CheckpointError::BadKey(e.to_string()))?;
+        let key =
+            SigningKey::from_pkcs8_pem(pem).map_err(|e| CheckpointError::BadKey(e.to_string()))?;
         let public = AuditPublicKey::new(key.verifying_key());
         Ok(Self { key, public })
     }
@@ -220,7 +220,7 @@ impl AuditPublicKey {
 
     /// Checks the checkpoint's signature with this key.
     pub fn verify(&self, c: &Checkpoint) -> Result<(), CheckpointError> {
-        let bytes = unhex(&c.signature).ok_or(CheckpointError::BadSignature)?;
+        let bytes = ::hex::decode(&c.signature).map_err(|_| CheckpointError::BadSignature)?;
         let sig: [u8; 64] = bytes
             .try_into()
             .map_err(|_| CheckpointError::BadSignature)?;
@@ -229,16 +229,6 @@ impl AuditPublicKey {
             .verify_strict(&msg, &Signature::from_bytes(&sig))
             .map_err(|_| CheckpointError::DoesNotVerify(self.key_id.clone()))
     }
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|p| u8::from_str_radix(p, 16).ok()))
-        .collect()
 }
 
 /// When the chain gets its next checkpoint: after this many events, or at the first event
@@ -383,7 +373,15 @@ impl ChainWalker {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// (what, the walk's outcome, the break expected).
+    type WalkCase<'a> = (
+        &'a str,
+        Result<ChainSummary, ChainBreak>,
+        Result<(), (i64, &'a str)>,
+    );
 
     struct E {
         seq: i64,
@@ -471,11 +469,16 @@ mod tests {
     /// Appends an event to `events`, a checkpoint of the chain so far when `signer` is given.
     fn append(events: &mut Vec<E>, signer: Option<&AuditSigner>) {
         let seq = events.len() as i64 + 1;
-        let prev = events.last().map_or(GENESIS_HASH.to_owned(), |e| e.hash.clone());
+        let prev = events
+            .last()
+            .map_or(GENESIS_HASH.to_owned(), |e| e.hash.clone());
         let (action, after) = match signer {
             Some(s) => {
                 let c = s.sign("430112", seq - 1, &prev, 1_700_000_000_000_000);
-                (CHECKPOINT_ACTION.to_owned(), serde_json::to_string(&c).unwrap())
+                (
+                    CHECKPOINT_ACTION.to_owned(),
+                    serde_json::to_string(&c).unwrap(),
+                )
             }
             None => (format!("a{seq}"), "{}".to_owned()),
         };
@@ -516,44 +519,107 @@ mod tests {
         let brk = |r: Result<ChainSummary, ChainBreak>| r.map_err(|b| (b.seq, b.reason));
         let ok = walk(&events, &[&key], None, head(6)).unwrap();
         assert_eq!(
-            (ok.events_checked, ok.checkpoints_verified, ok.checkpoints_other_key),
+            (
+                ok.events_checked,
+                ok.checkpoints_verified,
+                ok.checkpoints_other_key
+            ),
             (6, 1, 0)
         );
         // A checkpoint signed by a key the verifier does not hold is counted apart.
         let other = walk(&events, &[&signer(2)], None, head(6)).unwrap();
-        assert_eq!((other.checkpoints_verified, other.checkpoints_other_key), (0, 1));
-        let cases: Vec<(&str, Result<ChainSummary, ChainBreak>, Result<(), (i64, &str)>)> = vec![
-            ("truncated below the head", walk(&events[..4], &[&key], None, head(6)), Err((5, "the chain ends before its stored head: events are missing"))),
-            ("beyond the head", walk(&events, &[&key], None, head(5)), Err((6, "events after the stored chain head"))),
-            ("head hash differs", walk(&events, &[&key], None, (6, GENESIS_HASH)), Err((6, "does not match the stored chain head"))),
-            ("empty chain, empty head", walk(&[], &[&key], None, (0, GENESIS_HASH)), Ok(())),
-            ("caller's checkpoint matches", walk(&events, &[&key], Some((3, hash_at(3))), head(6)), Ok(())),
-            ("caller's checkpoint differs", walk(&events, &[&key], Some((3, hash_at(2))), head(6)), Err((3, "does not match the caller's checkpoint"))),
-            ("chain and head both cut before the caller's checkpoint", walk(&events[..4], &[&key], Some((6, hash_at(6))), head(4)), Err((5, "the chain ends before the caller's checkpoint: events are missing"))),
+        assert_eq!(
+            (other.checkpoints_verified, other.checkpoints_other_key),
+            (0, 1)
+        );
+        let cases: Vec<WalkCase<'_>> = vec![
+            (
+                "truncated below the head",
+                walk(&events[..4], &[&key], None, head(6)),
+                Err((
+                    5,
+                    "the chain ends before its stored head: events are missing",
+                )),
+            ),
+            (
+                "beyond the head",
+                walk(&events, &[&key], None, head(5)),
+                Err((6, "events after the stored chain head")),
+            ),
+            (
+                "head hash differs",
+                walk(&events, &[&key], None, (6, GENESIS_HASH)),
+                Err((6, "does not match the stored chain head")),
+            ),
+            (
+                "empty chain, empty head",
+                walk(&[], &[&key], None, (0, GENESIS_HASH)),
+                Ok(()),
+            ),
+            (
+                "caller's checkpoint matches",
+                walk(&events, &[&key], Some((3, hash_at(3))), head(6)),
+                Ok(()),
+            ),
+            (
+                "caller's checkpoint differs",
+                walk(&events, &[&key], Some((3, hash_at(2))), head(6)),
+                Err((3, "does not match the caller's checkpoint")),
+            ),
+            (
+                "chain and head both cut before the caller's checkpoint",
+                walk(&events[..4], &[&key], Some((6, hash_at(6))), head(4)),
+                Err((
+                    5,
+                    "the chain ends before the caller's checkpoint: events are missing",
+                )),
+            ),
         ];
         for (what, got, want) in cases {
             assert_eq!(brk(got).map(|_| ()), want, "{what}");
         }
         // A forged signature, re-chained so that only the signature is wrong.
-        let mut forged: Vec<E> = events.iter().take(3).map(|e| E { seq: e.seq, action: e.action.clone(), after: e.after.clone(), prev: e.prev.clone(), hash: e.hash.clone() }).collect();
+        let mut forged: Vec<E> = events
+            .iter()
+            .take(3)
+            .map(|e| E {
+                seq: e.seq,
+                action: e.action.clone(),
+                after: e.after.clone(),
+                prev: e.prev.clone(),
+                hash: e.hash.clone(),
+            })
+            .collect();
         append(&mut forged, Some(&signer(9)));
         let mut c: Checkpoint = serde_json::from_str(&forged[3].after).unwrap();
         c.key_id = key.public_key().key_id().to_owned();
         forged[3].after = serde_json::to_string(&c).unwrap();
         forged[3].hash = chain_hash(&forged[3].prev, &forged[3].fields());
         let h = forged[3].hash.clone();
-        assert_eq!(brk(walk(&forged, &[&key], None, (4, &h))), Err((4, "checkpoint signature does not verify")));
+        assert_eq!(
+            brk(walk(&forged, &[&key], None, (4, &h))),
+            Err((4, "checkpoint signature does not verify"))
+        );
         // A checkpoint that names another point of the chain.
         let mut misplaced: Vec<E> = Vec::new();
         for _ in 0..2 {
             append(&mut misplaced, None);
         }
         let c = key.sign("430112", 1, &misplaced[0].hash, 5);
-        let mut e = E { seq: 3, action: CHECKPOINT_ACTION.to_owned(), after: serde_json::to_string(&c).unwrap(), prev: misplaced[1].hash.clone(), hash: String::new() };
+        let mut e = E {
+            seq: 3,
+            action: CHECKPOINT_ACTION.to_owned(),
+            after: serde_json::to_string(&c).unwrap(),
+            prev: misplaced[1].hash.clone(),
+            hash: String::new(),
+        };
         e.hash = chain_hash(&e.prev, &e.fields());
         let h = e.hash.clone();
         misplaced.push(e);
-        assert_eq!(brk(walk(&misplaced, &[&key], None, (3, &h))), Err((3, "checkpoint does not name the event before it")));
+        assert_eq!(
+            brk(walk(&misplaced, &[&key], None, (3, &h))),
+            Err((3, "checkpoint does not name the event before it"))
+        );
     }
 
     #[test]
@@ -569,15 +635,25 @@ mod tests {
         assert!(signer(8).public_key().verify(&c).is_err());
         let mut garbled = c.clone();
         garbled.signature = "zz".into();
-        assert_eq!(key.public_key().verify(&garbled), Err(CheckpointError::BadSignature));
-        assert!(key.public_key().to_pem().starts_with("-----BEGIN PUBLIC KEY-----"));
+        assert_eq!(
+            key.public_key().verify(&garbled),
+            Err(CheckpointError::BadSignature)
+        );
+        assert!(
+            key.public_key()
+                .to_pem()
+                .starts_with("-----BEGIN PUBLIC KEY-----")
+        );
         assert!(format!("{key:?}").contains(key.public_key().key_id()));
         assert!(AuditSigner::from_pkcs8_pem("not a key").is_err());
     }
 
     #[test]
     fn checkpoints_fall_due_by_count_or_by_time() {
-        let p = CheckpointPolicy { every_events: 100, every_us: 3_600_000_000 };
+        let p = CheckpointPolicy {
+            every_events: 100,
+            every_us: 3_600_000_000,
+        };
         let cases = [
             // (head, now, last seq, last time, due)
             (10, 1_000, 0, 0, false),

@@ -217,18 +217,35 @@ pub struct CaseView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LedgerProblem {
     /// Applying the entry, in order, breaks a balance.
-    Entry { entry: i64, error: LedgerError },
+    Entry {
+        entry: i64,
+        error: LedgerError,
+    },
     /// The year as a whole breaks the invariant.
     Books(LedgerError),
-    AllocationDiffers { ledger: Money, rules: Money },
+    AllocationDiffers {
+        ledger: Money,
+        rules: Money,
+    },
     /// A reserve, release, pay or reverse entry that names no case.
-    NoCase { entry: i64, kind: EntryKind },
+    NoCase {
+        entry: i64,
+        kind: EntryKind,
+    },
     /// An entry naming a case that is not one of the year's cases.
-    UnknownCase { entry: i64, case: CaseId },
+    UnknownCase {
+        entry: i64,
+        case: CaseId,
+    },
     /// An allocate or deallocate entry naming a case.
-    AllocatesAgainstCase { entry: i64, case: CaseId },
+    AllocatesAgainstCase {
+        entry: i64,
+        case: CaseId,
+    },
     /// A case's own sums run out of range.
-    CaseOverflow { case: CaseId },
+    CaseOverflow {
+        case: CaseId,
+    },
     CaseMismatch {
         case: CaseId,
         state: StateKind,
@@ -237,11 +254,18 @@ pub enum LedgerProblem {
         paid_fen: i64,
     },
     /// The entry has no audit event.
-    NotAudited { entry: i64 },
+    NotAudited {
+        entry: i64,
+    },
     /// The entry has more than one audit event.
-    AuditedTwice { entry: i64, events: usize },
+    AuditedTwice {
+        entry: i64,
+        events: usize,
+    },
     /// The entry differs from what its audit event recorded.
-    DiffersFromAudit { entry: i64 },
+    DiffersFromAudit {
+        entry: i64,
+    },
 }
 
 impl fmt::Display for LedgerProblem {
@@ -250,7 +274,10 @@ impl fmt::Display for LedgerProblem {
             LedgerProblem::Entry { entry, error } => write!(f, "entry {entry}: {error}"),
             LedgerProblem::Books(e) => write!(f, "{e}"),
             LedgerProblem::AllocationDiffers { ledger, rules } => {
-                write!(f, "allocated {ledger} in the ledger but {rules} in the rules")
+                write!(
+                    f,
+                    "allocated {ledger} in the ledger but {rules} in the rules"
+                )
             }
             LedgerProblem::NoCase { entry, kind } => {
                 write!(f, "entry {entry} ({}) names no case", kind.as_str())
@@ -263,7 +290,10 @@ impl fmt::Display for LedgerProblem {
                 write!(f, "entry {entry} allocates against case {case}")
             }
             LedgerProblem::CaseOverflow { case } => {
-                write!(f, "the entries of case {case} add up to more than can be counted")
+                write!(
+                    f,
+                    "the entries of case {case} add up to more than can be counted"
+                )
             }
             LedgerProblem::CaseMismatch {
                 case,
@@ -315,20 +345,16 @@ pub fn verify(
     for e in entries {
         match balance.apply(e.kind, e.amount) {
             Ok(b) => balance = b,
-            Err(error) => problems.push(LedgerProblem::Entry {
-                entry: e.id,
-                error,
-            }),
+            Err(error) => problems.push(LedgerProblem::Entry { entry: e.id, error }),
         }
         match (e.kind.needs_case(), e.case_id) {
             (true, None) => problems.push(LedgerProblem::NoCase {
                 entry: e.id,
                 kind: e.kind,
             }),
-            (false, Some(case)) => problems.push(LedgerProblem::AllocatesAgainstCase {
-                entry: e.id,
-                case,
-            }),
+            (false, Some(case)) => {
+                problems.push(LedgerProblem::AllocatesAgainstCase { entry: e.id, case })
+            }
             (false, None) => {}
             (true, Some(case)) => match held.get_mut(&case) {
                 None => problems.push(LedgerProblem::UnknownCase { entry: e.id, case }),
@@ -542,8 +568,16 @@ mod tests {
         #[test]
         fn every_entry_is_accounted_for() {
             let a = case(1);
-            let approved = CaseView { id: a, state: StateKind::Approved, approved: Some(m(300)) };
-            let paid = CaseView { id: case(2), state: StateKind::Paid, approved: Some(m(200)) };
+            let approved = CaseView {
+                id: a,
+                state: StateKind::Approved,
+                approved: Some(m(300)),
+            };
+            let paid = CaseView {
+                id: case(2),
+                state: StateKind::Paid,
+                approved: Some(m(200)),
+            };
             let books = vec![
                 audited(1, EntryKind::Allocate, 1_000, None),
                 audited(2, EntryKind::Reserve, 300, Some(a)),
@@ -563,16 +597,77 @@ mod tests {
             let cases = [approved, paid];
             let table: Vec<(&str, Vec<EntryView>, Vec<String>)> = vec![
                 ("whole books", books.clone(), vec![]),
-                ("a reserve naming no case", with(audited(5, EntryKind::Reserve, 100, None)), vec!["entry 5 (reserve) names no case".into()]),
-                ("a pay naming an unknown case", with(audited(5, EntryKind::Pay, 0, Some(case(9)))), vec![format!("entry 5 names case {}, which is not a case of this district and year", case(9))]),
-                ("an allocation naming a case", with(audited(5, EntryKind::Allocate, 0, Some(a))), vec![format!("entry 5 allocates against case {a}")]),
-                ("an entry without its event", edit(1, &|e| e.audit = EntryAudit::Events(vec![])), vec!["entry 2 has no audit event".into()]),
-                ("an entry written before entries were audited", edit(1, &|e| e.audit = EntryAudit::Predates), vec![]),
-                ("an entry edited after its event", edit(1, &|e| e.amount = m(299)), vec!["entry 2 differs from its audit event".into(), format!("case {a} is approved with 3.00 yuan approved but the ledger holds 299 fen reserved and 0 fen paid")]),
-                ("an unreadable event", edit(1, &|e| e.audit = EntryAudit::Events(vec![None])), vec!["entry 2 differs from its audit event".into()]),
-                ("two events", edit(1, &|e| { let EntryAudit::Events(v) = &mut e.audit else { unreachable!() }; v.push(v[0].clone()); }), vec!["entry 2 has 2 audit events".into()]),
-                ("a pay beyond what is reserved", with(audited(5, EntryKind::Pay, 301, Some(a))), vec!["entry 5: a pay entry takes a balance below zero".into(), format!("case {a} is approved with 3.00 yuan approved but the ledger holds -1 fen reserved and 301 fen paid")]),
-                ("a missing reservation", books[..2].to_vec(), vec![format!("case {} is paid with 2.00 yuan approved but the ledger holds 0 fen reserved and 0 fen paid", case(2))]),
+                (
+                    "a reserve naming no case",
+                    with(audited(5, EntryKind::Reserve, 100, None)),
+                    vec!["entry 5 (reserve) names no case".into()],
+                ),
+                (
+                    "a pay naming an unknown case",
+                    with(audited(5, EntryKind::Pay, 0, Some(case(9)))),
+                    vec![format!(
+                        "entry 5 names case {}, which is not a case of this district and year",
+                        case(9)
+                    )],
+                ),
+                (
+                    "an allocation naming a case",
+                    with(audited(5, EntryKind::Allocate, 0, Some(a))),
+                    vec![format!("entry 5 allocates against case {a}")],
+                ),
+                (
+                    "an entry without its event",
+                    edit(1, &|e| e.audit = EntryAudit::Events(vec![])),
+                    vec!["entry 2 has no audit event".into()],
+                ),
+                (
+                    "an entry written before entries were audited",
+                    edit(1, &|e| e.audit = EntryAudit::Predates),
+                    vec![],
+                ),
+                (
+                    "an entry edited after its event",
+                    edit(1, &|e| e.amount = m(299)),
+                    vec![
+                        "entry 2 differs from its audit event".into(),
+                        format!(
+                            "case {a} is approved with 3.00 yuan approved but the ledger holds 299 fen reserved and 0 fen paid"
+                        ),
+                    ],
+                ),
+                (
+                    "an unreadable event",
+                    edit(1, &|e| e.audit = EntryAudit::Events(vec![None])),
+                    vec!["entry 2 differs from its audit event".into()],
+                ),
+                (
+                    "two events",
+                    edit(1, &|e| {
+                        let EntryAudit::Events(v) = &mut e.audit else {
+                            unreachable!()
+                        };
+                        v.push(v[0].clone());
+                    }),
+                    vec!["entry 2 has 2 audit events".into()],
+                ),
+                (
+                    "a pay beyond what is reserved",
+                    with(audited(5, EntryKind::Pay, 301, Some(a))),
+                    vec![
+                        "entry 5: a pay entry takes a balance below zero".into(),
+                        format!(
+                            "case {a} is approved with 3.00 yuan approved but the ledger holds -1 fen reserved and 301 fen paid"
+                        ),
+                    ],
+                ),
+                (
+                    "a missing reservation",
+                    books[..2].to_vec(),
+                    vec![format!(
+                        "case {} is paid with 2.00 yuan approved but the ledger holds 0 fen reserved and 0 fen paid",
+                        case(2)
+                    )],
+                ),
             ];
             for (what, entries, want) in table {
                 assert_eq!(problems(&entries, &cases), want, "{what}");
@@ -582,7 +677,11 @@ mod tests {
         #[test]
         fn sums_out_of_range_are_problems_not_panics() {
             let a = case(1);
-            let cases = [CaseView { id: a, state: StateKind::Approved, approved: Some(m(1)) }];
+            let cases = [CaseView {
+                id: a,
+                state: StateKind::Approved,
+                approved: Some(m(1)),
+            }];
             let entries = vec![
                 audited(1, EntryKind::Allocate, i64::MAX, None),
                 audited(2, EntryKind::Allocate, i64::MAX, None),
@@ -590,8 +689,16 @@ mod tests {
                 audited(4, EntryKind::Reserve, i64::MAX, Some(a)),
             ];
             let got = problems(&entries, &cases);
-            assert!(got.contains(&"entry 2: a balance is out of range".to_owned()), "{got:?}");
-            assert!(got.contains(&format!("the entries of case {a} add up to more than can be counted")), "{got:?}");
+            assert!(
+                got.contains(&"entry 2: a balance is out of range".to_owned()),
+                "{got:?}"
+            );
+            assert!(
+                got.contains(&format!(
+                    "the entries of case {a} add up to more than can be counted"
+                )),
+                "{got:?}"
+            );
         }
 
         proptest! {

@@ -163,7 +163,10 @@ impl AuditSettings {
             return Ok(None);
         };
         let bad = |e: &dyn std::fmt::Display| {
-            invalid("audit.signing_key_path", format_args!("{}: {e}", path.display()))
+            invalid(
+                "audit.signing_key_path",
+                format_args!("{}: {e}", path.display()),
+            )
         };
         let pem = std::fs::read_to_string(path).map_err(|e| bad(&e))?;
         relief_domain::audit::AuditSigner::from_pkcs8_pem(&pem)

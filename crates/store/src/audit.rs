@@ -177,7 +177,7 @@ impl Store {
         let row = audit_key::Model {
             name: GENERATED.to_owned(),
             key_id: signer.public_key().key_id().to_owned(),
-            secret_hex: seed.iter().map(|b| format!("{b:02x}")).collect(),
+            secret_hex: hex::encode(seed),
             created_at: now,
         };
         // Two servers starting at once: the first key stored is the one both use.
@@ -197,15 +197,8 @@ impl Store {
         else {
             return Ok(None);
         };
-        let bytes: Option<Vec<u8>> = (0..row.secret_hex.len())
-            .step_by(2)
-            .map(|i| {
-                row.secret_hex
-                    .get(i..i + 2)
-                    .and_then(|p| u8::from_str_radix(p, 16).ok())
-            })
-            .collect();
-        let seed: [u8; 32] = bytes
+        let seed: [u8; 32] = hex::decode(&row.secret_hex)
+            .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| Error::corrupt("audit key", "secret is not 64 hex digits"))?;
         Ok(Some(AuditSigner::from_seed(&seed)))

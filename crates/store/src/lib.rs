@@ -21,10 +21,10 @@ mod rules_cache;
 mod write;
 
 pub use approvals::{DecisionRecord, DelegationRecord, MeetingItemRecord, MeetingRecord};
+pub use audit::{CallerCheckpoint, ChainAudit, ChainReport, LedgerAuditRecord};
 pub use disbursements::{FollowUpRecord, LedgerEntryRecord, PaymentRecord};
 pub use error::{Error, Result};
 pub use imports::{ImportedCase, PriorImport};
-pub use audit::{CallerCheckpoint, ChainAudit, ChainReport, LedgerAuditRecord};
 pub use reads::CaseFilter;
 pub use records::{Actor, CaseRecord, DistrictRecord, EventRecord, RulesVersionRecord};
 pub use write::{IdempotencyKey, WriteTx};

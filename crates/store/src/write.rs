@@ -187,8 +187,7 @@ async fn read_head(txn: &DatabaseTransaction, district_id: &str) -> Result<Optio
     if txn.get_database_backend() == DbBackend::Postgres {
         q = q.lock(LockType::Update);
     }
-    Ok(q
-        .into_tuple::<(i64, String, i64, i64)>()
+    Ok(q.into_tuple::<(i64, String, i64, i64)>()
         .one(txn)
         .await?
         .map(|(seq, hash, checkpoint_seq, checkpoint_at_us)| ChainHead {
@@ -353,10 +352,12 @@ impl WriteTx {
         }
         for (district_id, before, mut head) in heads {
             if let Some(signer) = &self.audit.signer
-                && self
-                    .audit
-                    .policy
-                    .due(head.seq, now_us, head.checkpoint_seq, head.checkpoint_at_us)
+                && self.audit.policy.due(
+                    head.seq,
+                    now_us,
+                    head.checkpoint_seq,
+                    head.checkpoint_at_us,
+                )
             {
                 let c = signer.sign(&district_id, head.seq, &head.hash, now_us);
                 let covered = head.seq;
@@ -378,7 +379,10 @@ impl WriteTx {
             let moved = district::Entity::update_many()
                 .col_expr(district::Column::ChainHeadSeq, Expr::value(head.seq))
                 .col_expr(district::Column::ChainHeadHash, Expr::value(head.hash))
-                .col_expr(district::Column::CheckpointSeq, Expr::value(head.checkpoint_seq))
+                .col_expr(
+                    district::Column::CheckpointSeq,
+                    Expr::value(head.checkpoint_seq),
+                )
                 .col_expr(
                     district::Column::CheckpointAtUs,
                     Expr::value(head.checkpoint_at_us),
@@ -417,7 +421,12 @@ impl WriteTx {
     }
 
     /// Chains one event after `head` and inserts it.
-    async fn append(&self, head: &mut ChainHead, e: PendingEvent, occurred_at_us: i64) -> Result<()> {
+    async fn append(
+        &self,
+        head: &mut ChainHead,
+        e: PendingEvent,
+        occurred_at_us: i64,
+    ) -> Result<()> {
         let seq = head
             .seq
             .checked_add(1)

@@ -27,10 +27,17 @@ backend_tests!(
 );
 
 async fn exec(app: &TestApp, sql: &str) {
-    app.store.connection().execute_unprepared(sql).await.unwrap();
+    app.store
+        .connection()
+        .execute_unprepared(sql)
+        .await
+        .unwrap();
 }
 
-async fn verify(app: &TestApp, checkpoint: Option<pb::ChainCheckpoint>) -> pb::VerifyAuditChainResponse {
+async fn verify(
+    app: &TestApp,
+    checkpoint: Option<pb::ChainCheckpoint>,
+) -> pb::VerifyAuditChainResponse {
     verify_raw(app, checkpoint).await.unwrap()
 }
 
@@ -81,18 +88,27 @@ async fn removing_the_last_events_is_detected_and_their_seq_is_never_reused(back
     assert!(ok.intact, "{ok:?}");
     let head = ok.head_seq;
     assert_eq!(head, app.events(WANGCHENG, None).await.len() as i64);
-    assert_eq!(ok.head_hash, app.events(WANGCHENG, None).await.last().unwrap().hash);
+    assert_eq!(
+        ok.head_hash,
+        app.events(WANGCHENG, None).await.last().unwrap().hash
+    );
     // The intruder removes the last two events.
     exec(
         &app,
-        &format!("DELETE FROM events WHERE district_id = '{WANGCHENG}' AND seq > {}", head - 2),
+        &format!(
+            "DELETE FROM events WHERE district_id = '{WANGCHENG}' AND seq > {}",
+            head - 2
+        ),
     )
     .await;
     let cut = verify(&app, None).await;
     assert!(!cut.intact, "{cut:?}");
     assert_eq!(cut.first_broken_seq, head - 1);
     assert_eq!(cut.events_checked, head - 2);
-    assert_eq!(cut.reason, "the chain ends before its stored head: events are missing");
+    assert_eq!(
+        cut.reason,
+        "the chain ends before its stored head: events are missing"
+    );
     // The next write continues after the stored head, not after what is left.
     let next = applicant.draft(valid_application()).await;
     let seqs: Vec<i64> = app
@@ -129,7 +145,10 @@ async fn a_callers_checkpoint_holds_the_chain_to_what_it_was(backend: Backend) {
     // point kept outside tells.
     exec(
         &app,
-        &format!("DELETE FROM events WHERE district_id = '{WANGCHENG}' AND seq > {}", earlier.seq),
+        &format!(
+            "DELETE FROM events WHERE district_id = '{WANGCHENG}' AND seq > {}",
+            earlier.seq
+        ),
     )
     .await;
     exec(
@@ -167,9 +186,7 @@ async fn a_callers_checkpoint_holds_the_chain_to_what_it_was(backend: Backend) {
     }
 }
 
-async fn checkpoints_are_published_on_the_feed_and_verify_with_the_published_key(
-    backend: Backend,
-) {
+async fn checkpoints_are_published_on_the_feed_and_verify_with_the_published_key(backend: Backend) {
     let app = spawn_app_with(
         backend,
         SpawnOptions {
@@ -216,12 +233,15 @@ async fn checkpoints_are_published_on_the_feed_and_verify_with_the_published_key
         let seq = state["seq"].as_i64().unwrap();
         let hash = state["hash"].as_str().unwrap();
         let signed_at_us = state["signed_at_us"].as_i64().unwrap();
-        assert_eq!(seq, c.sequence - 1, "a checkpoint names the event before it");
+        assert_eq!(
+            seq,
+            c.sequence - 1,
+            "a checkpoint names the event before it"
+        );
         assert_eq!(hash, events[(seq - 1) as usize].hash);
         assert_eq!(state["key_id"].as_str().unwrap(), key.key_id);
-        let message = format!(
-            "relief.audit.checkpoint.v1\n{WANGCHENG}\n{seq}\n{hash}\n{signed_at_us}\n"
-        );
+        let message =
+            format!("relief.audit.checkpoint.v1\n{WANGCHENG}\n{seq}\n{hash}\n{signed_at_us}\n");
         let signature: [u8; 64] = (0..64)
             .map(|i| {
                 u8::from_str_radix(&state["signature"].as_str().unwrap()[2 * i..2 * i + 2], 16)
@@ -276,11 +296,17 @@ async fn ledger_entries_without_a_case_or_of_an_unknown_case_are_reported(backen
     let problems = report.problems.join("\n");
     assert!(problems.contains("(reserve) names no case"), "{problems}");
     assert!(
-        problems.contains(&format!("names case {unknown}, which is not a case of this district and year")),
+        problems.contains(&format!(
+            "names case {unknown}, which is not a case of this district and year"
+        )),
         "{problems}"
     );
     assert_eq!(
-        report.problems.iter().filter(|p| p.ends_with("has no audit event")).count(),
+        report
+            .problems
+            .iter()
+            .filter(|p| p.ends_with("has no audit event"))
+            .count(),
         2,
         "{problems}"
     );
