@@ -3,17 +3,22 @@
 //! stored head, forging ledger entries and editing or removing their audit events. Each is
 //! reported by `VerifyAuditChain` or `VerifyLedger`; checkpoints reach the change feed and
 //! verify with the published key, checked here with ed25519-dalek, as an outside system would.
+//! And the upgrade to migration m0007, which takes each chain's head from its events.
 
 use ed25519_dalek::{Signature, VerifyingKey};
+use relief_domain::audit::{EventFields, GENESIS_HASH, chain_hash};
+use relief_migrations::{Migrator, MigratorTrait as _};
 use relief_proto::v1 as pb;
 use relief_proto::v1::audit_service_client::AuditServiceClient;
 use relief_proto::v1::ledger_service_client::LedgerServiceClient;
 use relief_proto::v1::sync_service_client::SyncServiceClient;
+use relief_store::{DbSettings, Store};
 use relief_tests::{
     Backend, Role, SpawnOptions, TestApp, WANGCHENG, backend_tests, expect_violations, spawn_app,
     spawn_app_with, valid_application, with_bearer,
 };
-use sea_orm::ConnectionTrait as _;
+use relief_tests::{create_pg_database, district_id, drop_pg_database, postgres_url};
+use sea_orm::{ConnectionTrait as _, Statement};
 use serde_json::Value;
 
 use crate::approvals::channel;
@@ -24,6 +29,7 @@ backend_tests!(
     checkpoints_are_published_on_the_feed_and_verify_with_the_published_key,
     ledger_entries_without_a_case_or_of_an_unknown_case_are_reported,
     a_ledger_entry_whose_audit_event_was_edited_or_removed_is_reported,
+    the_upgrade_takes_the_chain_head_from_the_events,
 );
 
 async fn exec(app: &TestApp, sql: &str) {
@@ -349,4 +355,93 @@ async fn a_ledger_entry_whose_audit_event_was_edited_or_removed_is_reported(back
         removed.problems,
         vec![format!("entry {entry_id} has no audit event")]
     );
+}
+
+/// A database written before migration m0007 (three events, one ledger entry) gets its chain
+/// head, last checkpoint time and ledger watermark from what it holds.
+async fn the_upgrade_takes_the_chain_head_from_the_events(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, pg) = match backend {
+        Backend::Sqlite => (format!("sqlite://{}/relief.db", dir.path().display()), None),
+        Backend::Postgres => {
+            let (pg, url) = create_pg_database(&postgres_url().unwrap()).await;
+            (url, Some(pg))
+        }
+    };
+    let store = Store::connect(&url, &DbSettings::default()).await.unwrap();
+    let db = store.connection();
+    Migrator::up(db, Some(5)).await.unwrap();
+    db.execute_unprepared(&format!(
+        "INSERT INTO districts (id, name, current_rules_version, created_at, updated_at) \
+         VALUES ('{WANGCHENG}', '望城区', 1, '2022-01-01T00:00:00+00:00', '2022-01-01T00:00:00+00:00')"
+    ))
+    .await
+    .unwrap();
+    let mut prev = GENESIS_HASH.to_owned();
+    for seq in 1..=3i64 {
+        let action = format!("case.step{seq}");
+        let fields = EventFields {
+            district_id: WANGCHENG,
+            seq,
+            occurred_at_us: 1_000 * seq,
+            actor_subject: "u",
+            actor_name: "n",
+            actor_role: "case_officer",
+            on_behalf_of: None,
+            action: &action,
+            resource_type: "case",
+            resource_id: "c",
+            request_id: None,
+            note: None,
+            before_json: None,
+            after_json: None,
+        };
+        let hash = chain_hash(&prev, &fields);
+        db.execute_unprepared(&format!(
+            "INSERT INTO events (district_id, seq, occurred_at_us, actor_subject, actor_name, actor_role, \
+             action, resource_type, resource_id, prev_hash, hash) \
+             VALUES ('{WANGCHENG}', {seq}, {}, 'u', 'n', 'case_officer', '{action}', 'case', 'c', '{prev}', '{hash}')",
+            1_000 * seq
+        ))
+        .await
+        .unwrap();
+        prev = hash;
+    }
+    db.execute_unprepared(&format!(
+        "INSERT INTO ledger_entries (district_id, fiscal_year, case_id, kind, amount_fen, actor_subject, created_at) \
+         VALUES ('{WANGCHENG}', 2022, NULL, 'allocate', 100, 'u', '2022-01-01T00:00:00+00:00')"
+    ))
+    .await
+    .unwrap();
+    Migrator::up(db, None).await.unwrap();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT chain_head_seq, chain_head_hash, checkpoint_seq, checkpoint_at_us, \
+             ledger_audited_after_id, (SELECT MAX(id) FROM ledger_entries) AS entry FROM districts",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let got = (
+        row.try_get::<i64>("", "chain_head_seq").unwrap(),
+        row.try_get::<String>("", "chain_head_hash").unwrap(),
+        row.try_get::<i64>("", "checkpoint_seq").unwrap(),
+        row.try_get::<i64>("", "checkpoint_at_us").unwrap(),
+        row.try_get::<i64>("", "ledger_audited_after_id").unwrap(),
+    );
+    let entry = row.try_get::<i64>("", "entry").unwrap();
+    assert_eq!(got, (3, prev.clone(), 0, 3_000, entry));
+    let report = store
+        .verify_audit_chain(&district_id(WANGCHENG), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.first_break, report.events_checked, report.head_hash),
+        (None, 3, prev)
+    );
+    drop(store);
+    if let Some(pg) = pg {
+        drop_pg_database(pg);
+    }
 }
