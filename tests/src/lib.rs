@@ -327,6 +327,9 @@ pub struct SpawnOptions {
     /// Checkpoint each district's audit chain after this many events (the default 1,000
     /// when `None`).
     pub checkpoint_every_events: Option<u32>,
+    /// The audit signing key (PKCS#8 PEM) given as `audit.signing_key_path`; generated and
+    /// kept in the database when `None`.
+    pub audit_signing_key_pem: Option<&'static [u8]>,
 }
 
 /// A running server with its own database. Dropping it stops the server and, on PostgreSQL,
@@ -410,8 +413,18 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
             1,
         );
     }
+    text.push_str("\n[audit]\n");
     if let Some(n) = options.checkpoint_every_events {
-        text.push_str(&format!("\n[audit]\ncheckpoint_every_events = {n}\n"));
+        text.push_str(&format!("checkpoint_every_events = {n}\n"));
+    }
+    // Read while the settings are validated and the application is built.
+    let key_file = options.audit_signing_key_pem.map(|pem| {
+        let mut f = tempfile::NamedTempFile::new().expect("temp key file");
+        f.write_all(pem).expect("key file written");
+        f
+    });
+    if let Some(f) = &key_file {
+        text.push_str(&format!("signing_key_path = '{}'\n", f.path().display()));
     }
     let settings = reliefd::settings::Settings::from_toml(&text).expect("test settings are valid");
     let application = match options.clock {
@@ -419,6 +432,7 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
         None => reliefd::Application::build(settings).await,
     }
     .expect("the application builds");
+    drop(key_file);
     let addr = application.local_addr();
     let metrics_addr = application.metrics_addr();
     let store = application.store();

@@ -17,7 +17,10 @@ use relief_tests::{
     Backend, Role, SpawnOptions, TestApp, WANGCHENG, backend_tests, expect_violations, spawn_app,
     spawn_app_with, valid_application, with_bearer,
 };
-use relief_tests::{create_pg_database, district_id, drop_pg_database, postgres_url};
+use relief_tests::{
+    TEST_ED25519_PEM, TEST_ED25519_PUB_PEM, create_pg_database, district_id, drop_pg_database,
+    postgres_url,
+};
 use sea_orm::{ConnectionTrait as _, Statement};
 use serde_json::Value;
 
@@ -30,6 +33,7 @@ backend_tests!(
     ledger_entries_without_a_case_or_of_an_unknown_case_are_reported,
     a_ledger_entry_whose_audit_event_was_edited_or_removed_is_reported,
     the_upgrade_takes_the_chain_head_from_the_events,
+    a_configured_key_signs_the_checkpoints,
 );
 
 async fn exec(app: &TestApp, sql: &str) {
@@ -444,4 +448,49 @@ async fn the_upgrade_takes_the_chain_head_from_the_events(backend: Backend) {
     if let Some(pg) = pg {
         drop_pg_database(pg);
     }
+}
+
+/// With `audit.signing_key_path`, that key signs, and GetAuditKey says it was not generated;
+/// a file that holds no Ed25519 key is a configuration error naming the setting.
+async fn a_configured_key_signs_the_checkpoints(backend: Backend) {
+    use ed25519_dalek::pkcs8::DecodePublicKey as _;
+    let app = spawn_app_with(
+        backend,
+        SpawnOptions {
+            checkpoint_every_events: Some(2),
+            audit_signing_key_pem: Some(TEST_ED25519_PEM),
+            ..SpawnOptions::default()
+        },
+    )
+    .await;
+    app.applicant(WANGCHENG, "gaotangling")
+        .submitted(valid_application())
+        .await;
+    let token = app.token(WANGCHENG, &[Role::Auditor], None, "auditor");
+    let key = AuditServiceClient::new(channel(&app).await)
+        .get_audit_key(with_bearer(pb::GetAuditKeyRequest::default(), &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!key.generated);
+    let configured =
+        VerifyingKey::from_public_key_pem(std::str::from_utf8(TEST_ED25519_PUB_PEM).unwrap())
+            .unwrap();
+    assert_eq!(key.public_key, configured.to_bytes().to_vec());
+    let report = verify(&app, None).await;
+    assert!(report.intact, "{report:?}");
+    assert!(report.checkpoints_verified >= 1, "{report:?}");
+    assert_eq!(report.checkpoints_other_key, 0);
+
+    let mut bad = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut bad, TEST_ED25519_PUB_PEM).unwrap();
+    let text = format!(
+        "{}\n[audit]\nsigning_key_path = '{}'\n",
+        relief_tests::settings_toml("sqlite://unused.db", 1),
+        bad.path().display()
+    );
+    let err = reliefd::settings::Settings::from_toml(&text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("audit.signing_key_path"), "{err}");
 }
