@@ -231,8 +231,8 @@ impl AuditPublicKey {
     }
 }
 
-/// When the chain gets its next checkpoint: after this many events, or at the first event
-/// this long after the last checkpoint, whichever comes first.
+/// When the chain gets its next checkpoint: after this many events, or this long after the
+/// last checkpoint when events came since, whichever comes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointPolicy {
     pub every_events: i64,
@@ -240,8 +240,9 @@ pub struct CheckpointPolicy {
 }
 
 impl CheckpointPolicy {
-    /// Whether a chain whose head is `head_seq` at `now_us`, last checkpointed at
-    /// `last_seq` / `last_at_us`, is due for one. A chain with nothing new never is.
+    /// Whether a chain whose head is `head_seq` at `now_us`, whose last checkpoint event is
+    /// `last_seq` (0 for none) signed at `last_at_us`, is due for one. A chain with nothing
+    /// since its last checkpoint never is.
     pub fn due(&self, head_seq: i64, now_us: i64, last_seq: i64, last_at_us: i64) -> bool {
         let new = head_seq.saturating_sub(last_seq);
         new > 0 && (new >= self.every_events || now_us.saturating_sub(last_at_us) >= self.every_us)

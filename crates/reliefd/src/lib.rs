@@ -159,6 +159,7 @@ impl Application {
         store.migrate().await.context("applying migrations")?;
         let store = with_audit_key(store, &settings, clock.as_ref()).await?;
         declare_districts(&store, &settings, clock.as_ref()).await?;
+        sweep_checkpoints(&store, clock.as_ref()).await;
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("binding {}", settings.server.listen))?;
@@ -270,6 +271,10 @@ impl Application {
         });
         let pool_gauges = tokio::spawn(report_pool_use(self.store.clone()));
         let purge = tokio::spawn(purge_request_ids(self.store.clone(), self.clock.clone()));
+        let checkpoints = tokio::spawn(checkpoint_idle_districts(
+            self.store.clone(),
+            self.clock.clone(),
+        ));
 
         let router = Server::builder()
             .timeout(Duration::from_millis(s.request_timeout_ms))
@@ -313,6 +318,7 @@ impl Application {
         };
         pool_gauges.abort();
         purge.abort();
+        checkpoints.abort();
         let _ = metrics_stop.send(());
         if let Some(m) = metrics {
             let _ = m.await;
@@ -334,6 +340,29 @@ async fn purge_request_ids(store: Store, clock: Arc<dyn Clock>) {
             Ok(n) => tracing::info!(removed = n, "request ids past their retention removed"),
             Err(e) => tracing::warn!(error = %e, "removing old request ids failed"),
         }
+    }
+}
+
+/// How often districts are looked at for events no checkpoint covers yet.
+const CHECKPOINT_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Signs the checkpoints of idle districts (see [`Store::checkpoint_idle_districts`]) every
+/// minute, after the sweep at start-up, until dropped.
+async fn checkpoint_idle_districts(store: Store, clock: Arc<dyn Clock>) {
+    let mut every = tokio::time::interval(CHECKPOINT_SWEEP_EVERY);
+    // The first tick is immediate, and start-up has just swept.
+    every.tick().await;
+    loop {
+        every.tick().await;
+        sweep_checkpoints(&store, clock.as_ref()).await;
+    }
+}
+
+async fn sweep_checkpoints(store: &Store, clock: &dyn Clock) {
+    match store.checkpoint_idle_districts(clock.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(districts = n, "audit checkpoints signed for idle districts"),
+        Err(e) => tracing::warn!(error = %e, "signing checkpoints of idle districts failed"),
     }
 }
 

@@ -133,7 +133,7 @@ pub struct AuditSettings {
     /// A district's chain is checkpointed after this many events…
     #[serde(default = "default_checkpoint_every_events")]
     pub checkpoint_every_events: u32,
-    /// …or at its first event this long after its last checkpoint.
+    /// …or this long after its last checkpoint, when events came since.
     #[serde(default = "default_checkpoint_every_minutes")]
     pub checkpoint_every_minutes: u32,
 }

@@ -5,14 +5,15 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use relief_domain::DistrictId;
 use relief_domain::audit::{AuditSigner, ChainBreak, ChainWalker, CheckpointPolicy};
 use relief_domain::ledger::{ENTRY_RESOURCE, RecordedEntry};
+use relief_domain::{DistrictId, Role, Subject};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::Store;
 use crate::entity::{audit_key, district, event};
 use crate::error::{Error, Result};
+use crate::{Actor, Store};
 
 /// Events read per batch when the chain is verified: what one verification holds in memory,
 /// whatever the length of the district's history.
@@ -165,6 +166,41 @@ impl Store {
         Ok(report)
     }
 
+    /// Signs a checkpoint of every district whose newest events are not covered by one and
+    /// whose last checkpoint is older than the interval, so an idle district's last events
+    /// are checkpointed too. Returns how many were signed.
+    pub async fn checkpoint_idle_districts(&self, now: DateTime<Utc>) -> Result<u64> {
+        if self.audit.signer.is_none() {
+            return Ok(0);
+        }
+        let cutoff_us = now
+            .timestamp_micros()
+            .saturating_sub(self.audit.policy.every_us);
+        let idle: Vec<String> = district::Entity::find()
+            .select_only()
+            .column(district::Column::Id)
+            .filter(
+                Expr::col(district::Column::ChainHeadSeq)
+                    .gt(Expr::col(district::Column::CheckpointSeq)),
+            )
+            .filter(district::Column::CheckpointAtUs.lte(cutoff_us))
+            .order_by_asc(district::Column::Id)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut signed = 0;
+        for id in idle {
+            let id = DistrictId::parse(&id).map_err(|e| Error::corrupt("district id", e))?;
+            let mut tx = self
+                .begin_write(Some(&id), system_actor()?, None, now)
+                .await?;
+            tx.checkpoint_if_due().await?;
+            tx.commit(None).await?;
+            signed += 1;
+        }
+        Ok(signed)
+    }
+
     /// The audit key generated for this database, made on first use: for a server with no
     /// key file. Whoever can read the database can sign with it.
     pub async fn generated_audit_key(&self, now: DateTime<Utc>) -> Result<AuditSigner> {
@@ -243,6 +279,17 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Whom the server's own writes (the idle districts' checkpoints) are opened as; the
+/// checkpoint events themselves name the server.
+fn system_actor() -> Result<Actor> {
+    Ok(Actor {
+        subject: Subject::parse("reliefd").map_err(|e| Error::corrupt("system subject", e))?,
+        name: "relief audit".to_owned(),
+        role: Role::CityAdmin,
+        on_behalf_of: None,
+    })
 }
 
 /// The name of the generated key's row.

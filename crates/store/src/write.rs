@@ -85,6 +85,9 @@ pub struct WriteTx {
     locked: AtomicBool,
     /// The district's chain head as read with its lock: nobody else moves it before commit.
     head: OnceLock<ChainHead>,
+    /// Sign a checkpoint of the locked district at commit if one is due, even with no
+    /// event of its own.
+    checkpoint_if_due: bool,
     audit: Arc<ChainAudit>,
     committed: Arc<tokio::sync::Notify>,
     request_id_retention: chrono::Duration,
@@ -137,6 +140,7 @@ impl Store {
             district: district.cloned(),
             locked: AtomicBool::new(false),
             head: OnceLock::new(),
+            checkpoint_if_due: false,
             audit: self.audit.clone(),
             committed: self.committed.clone(),
             request_id_retention: self.request_id_retention,
@@ -350,6 +354,12 @@ impl WriteTx {
             };
             self.append(head, e, now_us).await?;
         }
+        if self.checkpoint_if_due
+            && let (Some(d), Some(h)) = (&self.district, self.head.get())
+            && !heads.iter().any(|x| x.0 == d.as_str())
+        {
+            heads.push((d.to_string(), h.clone(), h.clone()));
+        }
         for (district_id, before, mut head) in heads {
             if let Some(signer) = &self.audit.signer
                 && self.audit.policy.due(
@@ -372,9 +382,13 @@ impl WriteTx {
                     after_json: Some(to_json("checkpoint", &c)?),
                 };
                 self.append(&mut head, pending, now_us).await?;
-                head.checkpoint_seq = covered;
+                // Counted from the checkpoint itself, which needs no checkpoint of its own.
+                head.checkpoint_seq = head.seq;
                 head.checkpoint_at_us = now_us;
                 tracing::debug!(district = %district_id, seq = covered, key_id = %c.key_id, "audit checkpoint signed");
+            }
+            if head.seq == before.seq {
+                continue;
             }
             let moved = district::Entity::update_many()
                 .col_expr(district::Column::ChainHeadSeq, Expr::value(head.seq))
@@ -417,6 +431,15 @@ impl WriteTx {
         }
         self.txn.commit().await?;
         self.committed.notify_waiters();
+        Ok(())
+    }
+
+    /// Asks the commit to sign a checkpoint of the district when one is due, even if the
+    /// write records nothing else: for districts whose last events are older than the
+    /// checkpoint interval.
+    pub async fn checkpoint_if_due(&mut self) -> Result<()> {
+        self.lock().await?;
+        self.checkpoint_if_due = true;
         Ok(())
     }
 

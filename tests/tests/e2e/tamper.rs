@@ -34,6 +34,7 @@ backend_tests!(
     a_ledger_entry_whose_audit_event_was_edited_or_removed_is_reported,
     the_upgrade_takes_the_chain_head_from_the_events,
     a_configured_key_signs_the_checkpoints,
+    an_idle_districts_last_events_get_their_checkpoint,
 );
 
 async fn exec(app: &TestApp, sql: &str) {
@@ -493,4 +494,70 @@ async fn a_configured_key_signs_the_checkpoints(backend: Backend) {
         .unwrap_err()
         .to_string();
     assert!(err.contains("audit.signing_key_path"), "{err}");
+}
+
+/// A district with no write since its last events still gets them checkpointed once the
+/// interval has passed: here by the sweep of a server started an hour later on the same
+/// database (the running server sweeps every minute as well).
+async fn an_idle_districts_last_events_get_their_checkpoint(backend: Backend) {
+    use relief_domain::ManualClock;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let (url, pg) = match backend {
+        Backend::Sqlite => (format!("sqlite://{}/relief.db", dir.path().display()), None),
+        Backend::Postgres => {
+            let (pg, url) = create_pg_database(&postgres_url().unwrap()).await;
+            (url, Some(pg))
+        }
+    };
+    let start = chrono::DateTime::parse_from_rfc3339("2022-03-01T09:00:00+08:00")
+        .unwrap()
+        .to_utc();
+    let build = |minutes: i64| {
+        let settings =
+            reliefd::settings::Settings::from_toml(&relief_tests::settings_toml(&url, 4)).unwrap();
+        let clock = Arc::new(ManualClock::new(start + chrono::Duration::minutes(minutes)));
+        reliefd::Application::build_with_clock(settings, clock)
+    };
+    let actions = |app: &reliefd::Application| {
+        let store = app.store();
+        async move {
+            store
+                .events(&district_id(WANGCHENG), None)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.action)
+                .collect::<Vec<_>>()
+        }
+    };
+    // Declaring the district writes its first events; nothing is due yet.
+    let first = build(0).await.unwrap();
+    let declared = actions(&first).await;
+    assert_eq!(declared, ["district.created", "ledger.entry_added"]);
+    drop(first);
+    // Started again 59 minutes later: still nothing due.
+    let early = build(59).await.unwrap();
+    assert_eq!(actions(&early).await, declared);
+    drop(early);
+    // An hour after them, the events are checkpointed without any write.
+    let later = build(60).await.unwrap();
+    assert_eq!(
+        actions(&later).await,
+        ["district.created", "ledger.entry_added", "audit.checkpoint"]
+    );
+    let report = later
+        .store()
+        .verify_audit_chain(&district_id(WANGCHENG), None)
+        .await
+        .unwrap();
+    assert_eq!((report.first_break, report.checkpoints_verified), (None, 1));
+    drop(later);
+    // Nothing new since: a later start signs no second checkpoint.
+    let again = build(600).await.unwrap();
+    assert_eq!(actions(&again).await.len(), 3);
+    drop(again);
+    if let Some(pg) = pg {
+        drop_pg_database(pg);
+    }
 }

@@ -15,7 +15,8 @@ pub struct Model {
     /// The seq and hash of the district's last event; 0 and the genesis hash before any.
     pub chain_head_seq: i64,
     pub chain_head_hash: String,
-    /// The seq the last checkpoint covered, and when it was signed (or the district created).
+    /// The seq of the last checkpoint event, and when it was signed (or the district
+    /// created).
     pub checkpoint_seq: i64,
     pub checkpoint_at_us: i64,
     /// Ledger entries with a larger id have an audit event each; the others predate it.
