@@ -9,6 +9,7 @@ mod m0003_disbursements;
 mod m0004_reports;
 mod m0005_imports;
 mod m0006_import_windows;
+mod m0007_chain_heads;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_reports::Migration),
             Box::new(m0005_imports::Migration),
             Box::new(m0006_import_windows::Migration),
+            Box::new(m0007_chain_heads::Migration),
         ]
     }
 }

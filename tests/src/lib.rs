@@ -332,6 +332,12 @@ pub struct SpawnOptions {
     pub database_proxy: bool,
     /// Applied to the settings last.
     pub tweak: Option<Tweak>,
+    /// Checkpoint each district's audit chain after this many events (the default 1,000
+    /// when `None`).
+    pub checkpoint_every_events: Option<u32>,
+    /// The audit signing key (PKCS#8 PEM) given as `audit.signing_key_path`; generated and
+    /// kept in the database when `None`.
+    pub audit_signing_key_pem: Option<&'static [u8]>,
 }
 
 impl std::fmt::Debug for SpawnOptions {
@@ -339,6 +345,7 @@ impl std::fmt::Debug for SpawnOptions {
         f.debug_struct("SpawnOptions")
             .field("metrics", &self.metrics)
             .field("database_proxy", &self.database_proxy)
+            .field("checkpoint_every_events", &self.checkpoint_every_events)
             .finish_non_exhaustive()
     }
 }
@@ -438,6 +445,19 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
             1,
         );
     }
+    text.push_str("\n[audit]\n");
+    if let Some(n) = options.checkpoint_every_events {
+        text.push_str(&format!("checkpoint_every_events = {n}\n"));
+    }
+    // Read while the settings are validated and the application is built.
+    let key_file = options.audit_signing_key_pem.map(|pem| {
+        let mut f = tempfile::NamedTempFile::new().expect("temp key file");
+        f.write_all(pem).expect("key file written");
+        f
+    });
+    if let Some(f) = &key_file {
+        text.push_str(&format!("signing_key_path = '{}'\n", f.path().display()));
+    }
     let mut settings =
         reliefd::settings::Settings::from_toml(&text).expect("test settings are valid");
     if let Some(tweak) = &options.tweak {
@@ -451,6 +471,7 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
         None => reliefd::Application::build(settings).await,
     }
     .expect("the application builds");
+    drop(key_file);
     let addr = application.local_addr();
     let metrics_addr = application.metrics_addr();
     let store = application.store();
@@ -618,7 +639,7 @@ impl TestApp {
     pub async fn assert_chain_intact(&self, district: &str) {
         let report = self
             .store
-            .verify_audit_chain(&district_id(district))
+            .verify_audit_chain(&district_id(district), None)
             .await
             .expect("chain readable");
         assert_eq!(report.first_break, None, "audit chain of {district} breaks");

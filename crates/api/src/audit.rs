@@ -1,10 +1,12 @@
-//! AuditService: reads the district event log back as a case's history, and recomputes the
-//! hash chain so an auditor can trust that nothing was edited or removed.
+//! AuditService: reads the district event log back as a case's history, recomputes the
+//! hash chain so an auditor can trust that nothing was edited or removed, and publishes the
+//! key that signs the chain's checkpoints.
 
+use relief_domain::audit::{AuditSigner, Checkpoint};
 use relief_domain::{DistrictId, Role};
 use relief_proto::v1 as pb;
 use relief_proto::v1::audit_service_server::AuditService;
-use relief_store::EventRecord;
+use relief_store::{CallerCheckpoint, EventRecord};
 use serde_json::Value;
 use tonic::{Request, Response, Status};
 
@@ -123,10 +125,16 @@ impl AuditApi {
                 "only auditors, administrators and the bureau verify the audit chain",
             ));
         }
-        if self.ctx.store.district(&district).await?.is_none() {
-            return Err(ApiError::NotFound("district"));
-        }
-        let report = self.ctx.store.verify_audit_chain(&district).await?;
+        let claim = req
+            .checkpoint
+            .as_ref()
+            .map(|c| caller_checkpoint(&district, c, self.ctx.store.audit_signer()))
+            .transpose()?;
+        let report = self
+            .ctx
+            .store
+            .verify_audit_chain(&district, claim.as_ref())
+            .await?;
         if let Some(b) = &report.first_break {
             tracing::warn!(district = %district, seq = b.seq, reason = b.reason, "audit chain broken");
         }
@@ -138,8 +146,80 @@ impl AuditApi {
                 .first_break
                 .map(|b| b.reason.to_owned())
                 .unwrap_or_default(),
+            head_seq: report.head_seq,
+            head_hash: report.head_hash,
+            checkpoints_verified: i64::try_from(report.checkpoints_verified).unwrap_or(i64::MAX),
+            checkpoints_other_key: i64::try_from(report.checkpoints_other_key).unwrap_or(i64::MAX),
         })
     }
+
+    async fn key(
+        &self,
+        _caller: Caller,
+        _req: pb::GetAuditKeyRequest,
+    ) -> ApiResult<pb::GetAuditKeyResponse> {
+        let signer = self
+            .ctx
+            .store
+            .audit_signer()
+            .ok_or(ApiError::NotFound("audit key"))?;
+        let key = signer.public_key();
+        Ok(pb::GetAuditKeyResponse {
+            key_id: key.key_id().to_owned(),
+            algorithm: "Ed25519".to_owned(),
+            public_key: key.to_bytes().to_vec(),
+            public_key_pem: key.to_pem(),
+            generated: self.ctx.store.audit_key_generated(),
+        })
+    }
+}
+
+/// The caller's point of the chain, checked: a seq from 1, a hash of 64 lowercase hex
+/// digits, and, when signed, a signature by the server's key.
+fn caller_checkpoint(
+    district: &DistrictId,
+    c: &pb::ChainCheckpoint,
+    signer: Option<&AuditSigner>,
+) -> ApiResult<CallerCheckpoint> {
+    if c.seq < 1 {
+        return Err(ApiError::invalid("checkpoint.seq", "must be at least 1"));
+    }
+    if c.hash.len() != 64
+        || !c
+            .hash
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(ApiError::invalid(
+            "checkpoint.hash",
+            "must be 64 lowercase hex digits",
+        ));
+    }
+    if !c.signature.is_empty() {
+        let key = signer.map(AuditSigner::public_key).ok_or_else(|| {
+            ApiError::invalid("checkpoint.signature", "this server signs no checkpoints")
+        })?;
+        if c.key_id != key.key_id() {
+            return Err(ApiError::invalid(
+                "checkpoint.key_id",
+                format_args!("is not the server's audit key ({})", key.key_id()),
+            ));
+        }
+        let signed = Checkpoint {
+            district_id: district.to_string(),
+            seq: c.seq,
+            hash: c.hash.clone(),
+            signed_at_us: c.signed_at_us,
+            key_id: c.key_id.clone(),
+            signature: c.signature.clone(),
+        };
+        key.verify(&signed)
+            .map_err(|e| ApiError::invalid("checkpoint.signature", e))?;
+    }
+    Ok(CallerCheckpoint {
+        seq: c.seq,
+        hash: c.hash.clone(),
+    })
 }
 
 #[tonic::async_trait]
@@ -156,5 +236,12 @@ impl AuditService for AuditApi {
         request: Request<pb::VerifyAuditChainRequest>,
     ) -> Result<Response<pb::VerifyAuditChainResponse>, Status> {
         handle!(self, request, verify)
+    }
+
+    async fn get_audit_key(
+        &self,
+        request: Request<pb::GetAuditKeyRequest>,
+    ) -> Result<Response<pb::GetAuditKeyResponse>, Status> {
+        handle!(self, request, key)
     }
 }

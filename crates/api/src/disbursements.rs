@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{Datelike, NaiveDate};
 use relief_domain::approval::BudgetBalance;
 use relief_domain::case::{Attachment, CaseState};
-use relief_domain::ledger::EntryKind;
+use relief_domain::ledger::{self, EntryKind};
 use relief_domain::payment::{
     PaidPayment, PaymentState, follow_up_dates, parse_statement, reconcile,
 };
@@ -909,90 +909,63 @@ impl LedgerApi {
         let district = require_reader(&caller)?;
         let year = check_fiscal_year(req.fiscal_year)?;
         let store = &self.ctx.store;
-        let mut problems = Vec::new();
-        // 1. The entries, one by one in order: no balance ever below zero.
+        let rules_allocated = store
+            .district(&district)
+            .await?
+            .ok_or(ApiError::NotFound("district"))?
+            .rules
+            .budget_for(year)
+            .map_or(Money::ZERO, |b| b.allocated);
+        // Entries up to this id were written before each entry had an audit event.
+        let audited_after = store.ledger_audited_after(&district).await?;
         let mut entries = Vec::new();
+        let mut imported_paid = 0i64;
         let mut offset = 0;
         loop {
             let batch = store.ledger_entries(&district, year, offset, 5_000).await?;
             let n = batch.len() as u64;
-            entries.extend(batch);
+            imported_paid = imported_paid.saturating_add(imported_paid_fen(&batch));
+            let ids: Vec<i64> = batch
+                .iter()
+                .map(|e| e.id)
+                .filter(|id| *id > audited_after)
+                .collect();
+            let mut recorded = store.ledger_entry_events(&district, &ids).await?;
+            entries.extend(batch.into_iter().map(|e| ledger::EntryView {
+                id: e.id,
+                fiscal_year: year,
+                kind: e.kind,
+                amount: e.amount,
+                case_id: e.case_id,
+                audit: if e.id > audited_after {
+                    ledger::EntryAudit::Events(recorded.remove(&e.id).unwrap_or_default())
+                } else {
+                    ledger::EntryAudit::Predates
+                },
+            }));
             if n < 5_000 {
                 break;
             }
             offset += n;
         }
-        let mut balance = BudgetBalance::default();
-        for e in &entries {
-            match balance.apply(e.kind, e.amount) {
-                Ok(b) => balance = b,
-                Err(err) => problems.push(format!("entry {}: {err}", e.id)),
-            }
-        }
-        if let Err(e) = balance.check() {
-            problems.push(e.to_string());
-        }
-        // 2. The allocation agrees with the district's rules.
-        if let Some(d) = store.district(&district).await? {
-            let rules_allocated = d
-                .rules
-                .budget_for(year)
-                .map_or(Money::ZERO, |b| b.allocated);
-            if rules_allocated != balance.allocated {
-                problems.push(format!(
-                    "allocated {} in the ledger but {} in the rules",
-                    balance.allocated, rules_allocated
-                ));
-            }
-        }
-        // 3. Each case's entries match its state.
         let cases = store.cases_of_year(&district, year).await?;
-        for c in &cases {
-            let mut reserved: i64 = 0;
-            let mut paid: i64 = 0;
-            for e in entries.iter().filter(|e| e.case_id == Some(c.id)) {
-                let a = e.amount.fen();
-                match e.kind {
-                    EntryKind::Reserve => reserved += a,
-                    EntryKind::Release => reserved -= a,
-                    EntryKind::Pay => {
-                        reserved -= a;
-                        paid += a;
-                    }
-                    EntryKind::Reverse => {
-                        paid -= a;
-                        reserved += a;
-                    }
-                    EntryKind::Allocate | EntryKind::Deallocate => {
-                        problems.push(format!("entry {} allocates against case {}", e.id, c.id));
-                    }
-                }
-            }
-            let approved = c.approved_amount.map_or(0, Money::fen);
-            let (want_reserved, want_paid) = match c.state.kind() {
-                StateKind::Approved => (approved, 0),
-                StateKind::Paid => (0, approved),
-                StateKind::Draft
-                | StateKind::InReview
-                | StateKind::Returned
-                | StateKind::Withdrawn
-                | StateKind::Rejected => (0, 0),
-            };
-            if reserved != want_reserved || paid != want_paid {
-                problems.push(format!(
-                    "case {} is {} with {} approved but the ledger holds {reserved} fen reserved and {paid} fen paid",
-                    c.id,
-                    c.state.kind(),
-                    c.approved_amount.unwrap_or_default()
-                ));
-            }
-        }
+        let views: Vec<ledger::CaseView> = cases
+            .iter()
+            .map(|c| ledger::CaseView {
+                id: c.id,
+                state: c.state.kind(),
+                approved: c.approved_amount,
+            })
+            .collect();
+        let report = ledger::verify(year, &entries, &views, rules_allocated);
+        let balance = report.balance;
+        let problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
         let closed = store.year_closed(&district, year).await?;
         if !problems.is_empty() {
             tracing::warn!(district = %district, year, problems = problems.len(), "ledger verification found problems");
         }
         let mut balance = balance_to_pb(year, &balance, closed);
-        balance.imported_paid_fen = imported_paid_fen(&entries);
+        balance.imported_paid_fen = imported_paid;
         balance.import_window_open = store.import_window_open(&district, year).await?;
         Ok(pb::VerifyLedgerResponse {
             consistent: problems.is_empty(),

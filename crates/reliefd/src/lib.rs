@@ -31,7 +31,7 @@ use relief_proto::v1::follow_up_service_server::FollowUpServiceServer;
 use relief_proto::v1::ledger_service_server::LedgerServiceServer;
 use relief_proto::v1::report_service_server::ReportServiceServer;
 use relief_proto::v1::sync_service_server::SyncServiceServer;
-use relief_store::{Actor, DbSettings, Store};
+use relief_store::{Actor, ChainAudit, DbSettings, Store};
 use relief_wire::{Limits, WireLayer};
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
@@ -86,6 +86,30 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// The store, signing checkpoints with the configured audit key, or with the key generated
+/// for this database when none is configured.
+async fn with_audit_key(
+    store: Store,
+    settings: &Settings,
+    clock: &dyn Clock,
+) -> anyhow::Result<Store> {
+    let (signer, generated) = match settings.audit.signing_key()? {
+        Some(signer) => (signer, false),
+        None => (store.generated_audit_key(clock.now()).await?, true),
+    };
+    let key_id = signer.public_key().key_id().to_owned();
+    if generated {
+        tracing::warn!(key_id = %key_id, "audit key generated and kept in the database: configure audit.signing_key_path in production");
+    } else {
+        tracing::info!(key_id = %key_id, "audit key loaded");
+    }
+    Ok(store.with_audit(ChainAudit {
+        signer: Some(signer),
+        generated,
+        policy: settings.audit.policy(),
+    }))
+}
+
 /// Creates each configured district that does not exist yet. Existing districts keep their
 /// rules: after the first start they are changed through `UpdateFundRules`, which versions
 /// them and records who changed them.
@@ -138,7 +162,9 @@ impl Application {
         keys::check_dev_key(&verifier, settings.server.listen, "server.listen")?;
         let store = open_store(&settings).await?;
         store.migrate().await.context("applying migrations")?;
+        let store = with_audit_key(store, &settings, clock.as_ref()).await?;
         declare_districts(&store, &settings, clock.as_ref()).await?;
+        sweep_checkpoints(&store, clock.as_ref()).await;
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("binding {}", settings.server.listen))?;
@@ -259,6 +285,10 @@ impl Application {
         });
         let pool_gauges = tokio::spawn(report_pool_use(self.store.clone()));
         let purge = tokio::spawn(purge_request_ids(self.store.clone(), self.clock.clone()));
+        let checkpoints = tokio::spawn(checkpoint_idle_districts(
+            self.store.clone(),
+            self.clock.clone(),
+        ));
 
         let router = Server::builder()
             .timeout(Duration::from_millis(s.request_timeout_ms))
@@ -309,6 +339,7 @@ impl Application {
         pool_gauges.abort();
         follow.abort();
         purge.abort();
+        checkpoints.abort();
         let _ = metrics_stop.send(());
         if let Some(m) = metrics {
             let _ = m.await;
@@ -346,6 +377,29 @@ async fn purge_request_ids(store: Store, clock: Arc<dyn Clock>) {
             Ok(n) => tracing::info!(removed = n, "request ids past their retention removed"),
             Err(e) => tracing::warn!(error = %e, "removing old request ids failed"),
         }
+    }
+}
+
+/// How often districts are looked at for events no checkpoint covers yet.
+const CHECKPOINT_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Signs the checkpoints of idle districts (see [`Store::checkpoint_idle_districts`]) every
+/// minute, after the sweep at start-up, until dropped.
+async fn checkpoint_idle_districts(store: Store, clock: Arc<dyn Clock>) {
+    let mut every = tokio::time::interval(CHECKPOINT_SWEEP_EVERY);
+    // The first tick is immediate, and start-up has just swept.
+    every.tick().await;
+    loop {
+        every.tick().await;
+        sweep_checkpoints(&store, clock.as_ref()).await;
+    }
+}
+
+async fn sweep_checkpoints(store: &Store, clock: &dyn Clock) {
+    match store.checkpoint_idle_districts(clock.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(districts = n, "audit checkpoints signed for idle districts"),
+        Err(e) => tracing::warn!(error = %e, "signing checkpoints of idle districts failed"),
     }
 }
 

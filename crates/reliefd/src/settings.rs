@@ -23,7 +23,14 @@ pub use relief_auth::{DEV_JWKS_JSON, DEV_KID, DEV_SIGNING_KEY_PEM};
 
 /// The sections `RELIEF_*` variables may set; others (`RELIEF_CONFIG`, the test suite's
 /// `RELIEF_TEST_*`) are not settings.
-const SECTIONS: [&str; 5] = ["server_", "database_", "auth_", "log_", "gateway_"];
+const SECTIONS: [&str; 6] = [
+    "server_",
+    "database_",
+    "auth_",
+    "log_",
+    "gateway_",
+    "audit_",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +40,9 @@ pub struct Settings {
     pub auth: AuthSettings,
     #[serde(default)]
     pub log: LogSettings,
+    /// The audit chain's signed checkpoints.
+    #[serde(default)]
+    pub audit: AuditSettings,
     /// Districts declared by configuration, created at start-up when missing.
     #[serde(default)]
     pub districts: Vec<DistrictSeed>,
@@ -135,6 +145,67 @@ pub struct AuthSettings {
 
 fn default_leeway() -> u64 {
     relief_auth::DEFAULT_LEEWAY_SECS
+}
+
+/// How the server signs checkpoints of the audit chains.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// An Ed25519 private key in PKCS#8 PEM. Without one, a key is generated once and kept
+    /// in the database.
+    #[serde(default)]
+    pub signing_key_path: Option<PathBuf>,
+    /// A district's chain is checkpointed after this many events…
+    #[serde(default = "default_checkpoint_every_events")]
+    pub checkpoint_every_events: u32,
+    /// …or this long after its last checkpoint, when events came since.
+    #[serde(default = "default_checkpoint_every_minutes")]
+    pub checkpoint_every_minutes: u32,
+}
+
+fn default_checkpoint_every_events() -> u32 {
+    1_000
+}
+
+fn default_checkpoint_every_minutes() -> u32 {
+    60
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            signing_key_path: None,
+            checkpoint_every_events: default_checkpoint_every_events(),
+            checkpoint_every_minutes: default_checkpoint_every_minutes(),
+        }
+    }
+}
+
+impl AuditSettings {
+    /// The configured signing key, read and parsed; `None` when none is configured.
+    pub fn signing_key(&self) -> Result<Option<relief_domain::audit::AuditSigner>, Error> {
+        let Some(path) = &self.signing_key_path else {
+            return Ok(None);
+        };
+        let bad = |e: &dyn std::fmt::Display| {
+            invalid(
+                "audit.signing_key_path",
+                format_args!("{}: {e}", path.display()),
+            )
+        };
+        let pem = std::fs::read_to_string(path).map_err(|e| bad(&e))?;
+        relief_domain::audit::AuditSigner::from_pkcs8_pem(&pem)
+            .map(Some)
+            .map_err(|e| bad(&e))
+    }
+
+    /// When checkpoints fall due.
+    pub fn policy(&self) -> relief_domain::audit::CheckpointPolicy {
+        relief_domain::audit::CheckpointPolicy {
+            every_events: i64::from(self.checkpoint_every_events),
+            every_us: i64::from(self.checkpoint_every_minutes) * 60_000_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -362,6 +433,20 @@ impl Settings {
             ));
         }
         self.auth.verifier_config()?;
+        let a = &self.audit;
+        if !(1..=1_000_000).contains(&a.checkpoint_every_events) {
+            return Err(invalid(
+                "audit.checkpoint_every_events",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=10_080).contains(&a.checkpoint_every_minutes) {
+            return Err(invalid(
+                "audit.checkpoint_every_minutes",
+                "must be between 1 and 10080 (a week)",
+            ));
+        }
+        a.signing_key()?;
         if let Some(g) = &self.gateway {
             g.routing_table().map_err(|e| invalid("gateway", e.0))?;
         }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use relief_domain::approval::BudgetBalance;
-use relief_domain::ledger::EntryKind;
+use relief_domain::ledger::{ENTRY_EVENT_ACTION, ENTRY_RESOURCE, EntryKind, RecordedEntry};
 use relief_domain::{CaseId, DistrictId, Money, Role, StepId};
 use sea_orm::Condition;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, Query};
@@ -551,9 +551,27 @@ impl WriteTx {
             created_at: sea_orm::Set(self.now()),
             imported: sea_orm::Set(imported),
         };
-        ledger_entry::Entity::insert(row)
+        let id = ledger_entry::Entity::insert(row)
             .exec(self.conn().await?)
-            .await?;
+            .await?
+            .last_insert_id;
+        // Each entry is a link of the chain of its own, so that an entry edited, removed or
+        // added behind the write path no longer matches the chain.
+        let recorded = RecordedEntry {
+            entry_id: id,
+            fiscal_year,
+            case_id: case,
+            kind,
+            amount_fen: amount.fen(),
+        };
+        self.record(
+            district,
+            ENTRY_EVENT_ACTION,
+            ENTRY_RESOURCE,
+            &id.to_string(),
+            None::<&()>,
+            Some(&recorded),
+        )?;
         Ok(())
     }
 }

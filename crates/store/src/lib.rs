@@ -4,10 +4,12 @@
 //! Writes go through [`WriteTx`], which serializes writers per district (a row lock on
 //! PostgreSQL taken at a write's first statement that needs it, one in-process writer on
 //! SQLite, which has no row locks), appends the audit
-//! events of the change to the district's hash chain, stores the response under the caller's
-//! request id, and commits all of it at once or none of it.
+//! events of the change to the district's hash chain and moves the chain head stored on the
+//! district's row (signing a checkpoint when one is due), stores the response under the
+//! caller's request id, and commits all of it at once or none of it.
 
 mod approvals;
+mod audit;
 mod disbursements;
 pub mod entity;
 mod error;
@@ -19,10 +21,11 @@ mod rules_cache;
 mod write;
 
 pub use approvals::{DecisionRecord, DelegationRecord, MeetingItemRecord, MeetingRecord};
+pub use audit::{CallerCheckpoint, ChainAudit, ChainReport, LedgerAuditRecord};
 pub use disbursements::{FollowUpRecord, LedgerEntryRecord, PaymentRecord};
 pub use error::{Error, Result};
 pub use imports::{ImportWindowRecord, ImportedCase, PriorImport};
-pub use reads::{CaseFilter, ChainReport};
+pub use reads::CaseFilter;
 pub use records::{Actor, CaseRecord, DistrictRecord, EventRecord, RulesVersionRecord};
 pub use write::{IdempotencyKey, WriteTx};
 
@@ -79,6 +82,8 @@ pub struct Store {
     /// One connection of its own for [`Store::ping`], so that a pool busy with calls does
     /// not look like a database that is down.
     probe: DatabaseConnection,
+    /// The audit key and when checkpoints fall due; none signed without a key.
+    audit: Arc<ChainAudit>,
 }
 
 impl Store {
@@ -121,6 +126,7 @@ impl Store {
             )),
             rules_versions: Arc::default(),
             probe,
+            audit: Arc::default(),
         })
     }
 
@@ -134,6 +140,23 @@ impl Store {
                 timeout.as_millis()
             ))),
         }
+    }
+
+    /// The same store, signing checkpoints with `audit` from now on. Set it before the store
+    /// is cloned: clones made earlier keep what they had.
+    pub fn with_audit(mut self, audit: ChainAudit) -> Store {
+        self.audit = Arc::new(audit);
+        self
+    }
+
+    /// The audit key checkpoints are signed with, if any.
+    pub fn audit_signer(&self) -> Option<&relief_domain::audit::AuditSigner> {
+        self.audit.signer.as_ref()
+    }
+
+    /// Whether the audit key was generated and is kept in the database.
+    pub fn audit_key_generated(&self) -> bool {
+        self.audit.generated
     }
 
     /// Applies every pending migration.

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use relief_domain::audit::{ChainBreak, verify_chain};
 use relief_domain::{CaseId, CategoryCode, DistrictId, StateKind, UnitId};
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -27,13 +26,6 @@ pub struct CaseFilter {
     pub applicant_unit: Option<UnitId>,
     pub category: Option<CategoryCode>,
     pub recipient_name_contains: Option<String>,
-}
-
-/// The outcome of recomputing a district's audit chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainReport {
-    pub events_checked: u64,
-    pub first_break: Option<ChainBreak>,
 }
 
 pub(crate) async fn district<C: ConnectionTrait>(
@@ -218,25 +210,6 @@ impl Store {
             .into_iter()
             .map(EventRecord::from_row)
             .collect())
-    }
-
-    /// Recomputes the district's hash chain from the stored events.
-    pub async fn verify_audit_chain(&self, district: &DistrictId) -> Result<ChainReport> {
-        let rows = event::Entity::find()
-            .filter(event::Column::DistrictId.eq(district.as_str()))
-            .order_by_asc(event::Column::Seq)
-            .all(&self.db)
-            .await?;
-        Ok(match verify_chain(&rows) {
-            Ok(n) => ChainReport {
-                events_checked: n,
-                first_break: None,
-            },
-            Err(b) => ChainReport {
-                events_checked: rows.iter().take_while(|r| r.seq < b.seq).count() as u64,
-                first_break: Some(b),
-            },
-        })
     }
 }
 

@@ -1,8 +1,12 @@
 //! The one write path: a transaction that serializes writers of a district, collects the
-//! change's audit events and its idempotent response, and commits them with the change.
+//! change's audit events and its idempotent response, and commits them with the change,
+//! moving the district's stored chain head (and signing a checkpoint when one is due) in
+//! the same transaction.
 
 use chrono::{DateTime, SubsecRound, Utc};
-use relief_domain::audit::{EventFields, GENESIS_HASH, chain_hash};
+use relief_domain::audit::{
+    CHECKPOINT_ACTION, CHECKPOINT_RESOURCE, EventFields, GENESIS_HASH, chain_hash,
+};
 use relief_domain::ledger::EntryKind;
 use relief_domain::{CaseId, DistrictId, FundRules, Money};
 use sea_orm::sea_query::{Expr, LockType};
@@ -13,8 +17,8 @@ use sea_orm::{
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::OwnedMutexGuard;
 
@@ -22,7 +26,7 @@ use crate::entity::{case, district, event, request_id, rules_version};
 use crate::error::{Error, Result};
 use crate::records::{Actor, CaseRecord, DistrictRecord, rules_from_json};
 use crate::rules_cache::RulesVersions;
-use crate::{Store, reads};
+use crate::{ChainAudit, Store, reads};
 
 /// Who asked for a mutation and under which request id: a second call with the same key
 /// returns the first call's response.
@@ -62,6 +66,8 @@ impl IdempotencyKey {
 
 struct PendingEvent {
     district_id: String,
+    /// The server's own events (checkpoints) carry no actor or request id of the caller's.
+    system: bool,
     action: &'static str,
     resource_type: &'static str,
     resource_id: String,
@@ -77,6 +83,12 @@ pub struct WriteTx {
     /// The district whose writers this transaction queues behind, and whether it does yet.
     district: Option<DistrictId>,
     locked: AtomicBool,
+    /// The district's chain head as read with its lock: nobody else moves it before commit.
+    head: OnceLock<ChainHead>,
+    /// Sign a checkpoint of the locked district at commit if one is due, even with no
+    /// event of its own.
+    checkpoint_if_due: bool,
+    audit: Arc<ChainAudit>,
     committed: Arc<tokio::sync::Notify>,
     request_id_retention: chrono::Duration,
     rules_versions: Arc<RulesVersions>,
@@ -127,6 +139,9 @@ impl Store {
             _writer: writer,
             district: district.cloned(),
             locked: AtomicBool::new(false),
+            head: OnceLock::new(),
+            checkpoint_if_due: false,
+            audit: self.audit.clone(),
             committed: self.committed.clone(),
             request_id_retention: self.request_id_retention,
             rules_versions: self.rules_versions.clone(),
@@ -150,12 +165,50 @@ pub(crate) async fn purge_request_ids(
     Ok(done.rows_affected)
 }
 
+/// Who the server's own events (checkpoints) are attributed to.
+const SYSTEM_SUBJECT: &str = "reliefd";
+const SYSTEM_NAME: &str = "relief audit";
+const SYSTEM_ROLE: &str = "system";
+
+/// A district's chain head and last checkpoint, as stored on its row.
+#[derive(Debug, Clone)]
+pub(crate) struct ChainHead {
+    pub(crate) seq: i64,
+    pub(crate) hash: String,
+    pub(crate) checkpoint_seq: i64,
+    pub(crate) checkpoint_at_us: i64,
+}
+
+/// Reads the district's chain head, locking its row on PostgreSQL (SQLite's writers are
+/// already one at a time); `None` when the district does not exist.
+async fn read_head(txn: &DatabaseTransaction, district_id: &str) -> Result<Option<ChainHead>> {
+    let mut q = district::Entity::find_by_id(district_id.to_owned())
+        .select_only()
+        .column(district::Column::ChainHeadSeq)
+        .column(district::Column::ChainHeadHash)
+        .column(district::Column::CheckpointSeq)
+        .column(district::Column::CheckpointAtUs);
+    if txn.get_database_backend() == DbBackend::Postgres {
+        q = q.lock(LockType::Update);
+    }
+    Ok(q.into_tuple::<(i64, String, i64, i64)>()
+        .one(txn)
+        .await?
+        .map(|(seq, hash, checkpoint_seq, checkpoint_at_us)| ChainHead {
+            seq,
+            hash,
+            checkpoint_seq,
+            checkpoint_at_us,
+        }))
+}
+
 fn to_json<T: Serialize>(what: &'static str, v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::corrupt(what, e))
 }
 
 impl WriteTx {
     /// Queues behind the district's other writers (once), and checks the district exists.
+    /// The row it locks holds the chain head, which is read in the same statement.
     pub async fn lock(&self) -> Result<()> {
         let Some(d) = &self.district else {
             return Ok(());
@@ -163,15 +216,10 @@ impl WriteTx {
         if self.locked.load(Ordering::Acquire) {
             return Ok(());
         }
-        let mut q = district::Entity::find_by_id(d.as_str().to_owned())
-            .select_only()
-            .column(district::Column::Id);
-        if self.txn.get_database_backend() == DbBackend::Postgres {
-            q = q.lock(LockType::Update);
-        }
-        if q.into_tuple::<String>().one(&self.txn).await?.is_none() {
-            return Err(Error::NotFound("district"));
-        }
+        let head = read_head(&self.txn, d.as_str())
+            .await?
+            .ok_or(Error::NotFound("district"))?;
+        let _ = self.head.set(head);
         self.locked.store(true, Ordering::Release);
         Ok(())
     }
@@ -265,6 +313,7 @@ impl WriteTx {
     ) -> Result<()> {
         self.events.push(PendingEvent {
             district_id: district.to_string(),
+            system: false,
             action,
             resource_type,
             resource_id: resource_id.to_owned(),
@@ -275,70 +324,91 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Writes the queued events, the idempotent response, and commits.
+    /// Writes the queued events, the idempotent response, and commits. Each district's
+    /// events continue its stored chain head, never the largest seq found among its events,
+    /// so a removed event's seq is never handed out again; the head (and, when one is due, a
+    /// signed checkpoint) moves with one `UPDATE` of the district row.
     pub async fn commit(mut self, response: Option<(&IdempotencyKey, Vec<u8>)>) -> Result<()> {
         // The chain's next link and the request id are taken in the district's queue.
         self.lock().await?;
         let events = std::mem::take(&mut self.events);
-        let mut heads: Vec<(String, i64, String)> = Vec::new();
+        let mut heads: Vec<(String, ChainHead, ChainHead)> = Vec::new();
+        let now_us = self.now.timestamp_micros();
         for e in events {
-            let head = match heads.iter_mut().find(|h| h.0 == e.district_id) {
-                Some(h) => h,
+            let n = match heads.iter().position(|h| h.0 == e.district_id) {
+                Some(n) => n,
                 None => {
-                    let last = event::Entity::find()
-                        .filter(event::Column::DistrictId.eq(e.district_id.as_str()))
-                        .order_by_desc(event::Column::Seq)
-                        .one(&self.txn)
-                        .await?;
-                    let (seq, hash) =
-                        last.map_or((0, GENESIS_HASH.to_owned()), |l| (l.seq, l.hash));
-                    heads.push((e.district_id.clone(), seq, hash));
-                    let n = heads.len() - 1;
-                    &mut heads[n]
+                    let head = match (&self.district, self.head.get()) {
+                        (Some(d), Some(h)) if d.as_str() == e.district_id => h.clone(),
+                        // A district this transaction did not lock (one it creates).
+                        _ => read_head(&self.txn, &e.district_id)
+                            .await?
+                            .ok_or(Error::NotFound("district"))?,
+                    };
+                    heads.push((e.district_id.clone(), head.clone(), head));
+                    heads.len() - 1
                 }
             };
-            let seq = head.1 + 1;
-            let occurred_at_us = self.now.timestamp_micros();
-            let on_behalf_of = self.actor.on_behalf_of.as_ref().map(ToString::to_string);
-            let fields = EventFields {
-                district_id: &e.district_id,
-                seq,
-                occurred_at_us,
-                actor_subject: self.actor.subject.as_str(),
-                actor_name: &self.actor.name,
-                actor_role: self.actor.role.as_str(),
-                on_behalf_of: on_behalf_of.as_deref(),
-                action: e.action,
-                resource_type: e.resource_type,
-                resource_id: &e.resource_id,
-                request_id: self.request_id.as_deref(),
-                note: e.note.as_deref(),
-                before_json: e.before_json.as_deref(),
-                after_json: e.after_json.as_deref(),
+            let Some((_, _, head)) = heads.get_mut(n) else {
+                continue;
             };
-            let hash = chain_hash(&head.2, &fields);
-            let row = event::ActiveModel {
-                id: sea_orm::NotSet,
-                district_id: Set(e.district_id.clone()),
-                seq: Set(seq),
-                occurred_at_us: Set(occurred_at_us),
-                actor_subject: Set(self.actor.subject.to_string()),
-                actor_name: Set(self.actor.name.clone()),
-                actor_role: Set(self.actor.role.as_str().to_owned()),
-                on_behalf_of: Set(on_behalf_of),
-                action: Set(e.action.to_owned()),
-                resource_type: Set(e.resource_type.to_owned()),
-                resource_id: Set(e.resource_id),
-                request_id: Set(self.request_id.clone()),
-                note: Set(e.note),
-                before_json: Set(e.before_json),
-                after_json: Set(e.after_json),
-                prev_hash: Set(head.2.clone()),
-                hash: Set(hash.clone()),
-            };
-            event::Entity::insert(row).exec(&self.txn).await?;
-            head.1 = seq;
-            head.2 = hash;
+            self.append(head, e, now_us).await?;
+        }
+        if self.checkpoint_if_due
+            && let (Some(d), Some(h)) = (&self.district, self.head.get())
+            && !heads.iter().any(|x| x.0 == d.as_str())
+        {
+            heads.push((d.to_string(), h.clone(), h.clone()));
+        }
+        for (district_id, before, mut head) in heads {
+            if let Some(signer) = &self.audit.signer
+                && self.audit.policy.due(
+                    head.seq,
+                    now_us,
+                    head.checkpoint_seq,
+                    head.checkpoint_at_us,
+                )
+            {
+                let c = signer.sign(&district_id, head.seq, &head.hash, now_us);
+                let covered = head.seq;
+                let pending = PendingEvent {
+                    district_id: district_id.clone(),
+                    system: true,
+                    action: CHECKPOINT_ACTION,
+                    resource_type: CHECKPOINT_RESOURCE,
+                    resource_id: covered.to_string(),
+                    note: None,
+                    before_json: None,
+                    after_json: Some(to_json("checkpoint", &c)?),
+                };
+                self.append(&mut head, pending, now_us).await?;
+                // Counted from the checkpoint itself, which needs no checkpoint of its own.
+                head.checkpoint_seq = head.seq;
+                head.checkpoint_at_us = now_us;
+                tracing::debug!(district = %district_id, seq = covered, key_id = %c.key_id, "audit checkpoint signed");
+            }
+            if head.seq == before.seq {
+                continue;
+            }
+            let moved = district::Entity::update_many()
+                .col_expr(district::Column::ChainHeadSeq, Expr::value(head.seq))
+                .col_expr(district::Column::ChainHeadHash, Expr::value(head.hash))
+                .col_expr(
+                    district::Column::CheckpointSeq,
+                    Expr::value(head.checkpoint_seq),
+                )
+                .col_expr(
+                    district::Column::CheckpointAtUs,
+                    Expr::value(head.checkpoint_at_us),
+                )
+                .filter(district::Column::Id.eq(district_id.as_str()))
+                .filter(district::Column::ChainHeadSeq.eq(before.seq))
+                .exec(&self.txn)
+                .await?;
+            if moved.rows_affected != 1 {
+                // Another writer moved the head since it was read: nothing of this commits.
+                return Err(Error::Conflict("audit chain head"));
+            }
         }
         if let Some((key, bytes)) = response {
             let row = request_id::Model {
@@ -364,6 +434,91 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Asks the commit to sign a checkpoint of the district when one is due, even if the
+    /// write records nothing else: for districts whose last events are older than the
+    /// checkpoint interval.
+    pub async fn checkpoint_if_due(&mut self) -> Result<()> {
+        self.lock().await?;
+        self.checkpoint_if_due = true;
+        Ok(())
+    }
+
+    /// Chains one event after `head` and inserts it.
+    async fn append(
+        &self,
+        head: &mut ChainHead,
+        e: PendingEvent,
+        occurred_at_us: i64,
+    ) -> Result<()> {
+        let seq = head
+            .seq
+            .checked_add(1)
+            .ok_or_else(|| Error::corrupt("audit chain head", "seq out of range"))?;
+        let (subject, name, role, on_behalf_of, request_id) = if e.system {
+            (SYSTEM_SUBJECT, SYSTEM_NAME, SYSTEM_ROLE, None, None)
+        } else {
+            (
+                self.actor.subject.as_str(),
+                self.actor.name.as_str(),
+                self.actor.role.as_str(),
+                self.actor.on_behalf_of.as_ref().map(ToString::to_string),
+                self.request_id.clone(),
+            )
+        };
+        let fields = EventFields {
+            district_id: &e.district_id,
+            seq,
+            occurred_at_us,
+            actor_subject: subject,
+            actor_name: name,
+            actor_role: role,
+            on_behalf_of: on_behalf_of.as_deref(),
+            action: e.action,
+            resource_type: e.resource_type,
+            resource_id: &e.resource_id,
+            request_id: request_id.as_deref(),
+            note: e.note.as_deref(),
+            before_json: e.before_json.as_deref(),
+            after_json: e.after_json.as_deref(),
+        };
+        let hash = chain_hash(&head.hash, &fields);
+        let row = event::ActiveModel {
+            id: sea_orm::NotSet,
+            district_id: Set(e.district_id.clone()),
+            seq: Set(seq),
+            occurred_at_us: Set(occurred_at_us),
+            actor_subject: Set(subject.to_owned()),
+            actor_name: Set(name.to_owned()),
+            actor_role: Set(role.to_owned()),
+            on_behalf_of: Set(on_behalf_of),
+            action: Set(e.action.to_owned()),
+            resource_type: Set(e.resource_type.to_owned()),
+            resource_id: Set(e.resource_id),
+            request_id: Set(request_id),
+            note: Set(e.note),
+            before_json: Set(e.before_json),
+            after_json: Set(e.after_json),
+            prev_hash: Set(head.hash.clone()),
+            hash: Set(hash.clone()),
+        };
+        event::Entity::insert(row)
+            .exec(&self.txn)
+            .await
+            .map_err(|err| match Error::on_insert(err, "event") {
+                Error::AlreadyExists(_) => Error::corrupt(
+                    "audit chain",
+                    format_args!(
+                        "district {} already has an event at seq {seq}, past its stored head",
+                        e.district_id
+                    ),
+                ),
+                other => other,
+            })?;
+        head.seq = seq;
+        head.hash = hash;
+        Ok(())
+    }
+
     // ---- districts ----
 
     pub async fn insert_district(
@@ -378,18 +533,18 @@ impl WriteTx {
             current_rules_version: 1,
             created_at: self.now,
             updated_at: self.now,
+            chain_head_seq: 0,
+            chain_head_hash: GENESIS_HASH.to_owned(),
+            checkpoint_seq: 0,
+            // The first checkpoint falls due counting from the district's creation.
+            checkpoint_at_us: self.now.timestamp_micros(),
+            ledger_audited_after_id: 0,
         };
         district::Entity::insert(row.into_active_model())
             .exec(self.conn().await?)
             .await
             .map_err(|e| Error::on_insert(e, format!("district {id}")))?;
         self.insert_rules_version(id, 1, rules).await?;
-        for b in &rules.budgets {
-            if !b.allocated.is_zero() {
-                self.add_ledger_entry(id, b.fiscal_year, None, EntryKind::Allocate, b.allocated)
-                    .await?;
-            }
-        }
         let record = DistrictRecord {
             id: id.clone(),
             name: name.to_owned(),
@@ -398,6 +553,7 @@ impl WriteTx {
             created_at: self.now,
             updated_at: self.now,
         };
+        // The district's first event, then its budgets' allocations, each an event of its own.
         self.record(
             id,
             "district.created",
@@ -406,6 +562,12 @@ impl WriteTx {
             None::<&()>,
             Some(&record),
         )?;
+        for b in &rules.budgets {
+            if !b.allocated.is_zero() {
+                self.add_ledger_entry(id, b.fiscal_year, None, EntryKind::Allocate, b.allocated)
+                    .await?;
+            }
+        }
         Ok(record)
     }
 

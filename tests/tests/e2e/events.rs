@@ -314,7 +314,10 @@ async fn replays_write_no_events(backend: Backend) {
         city.create_district(create_district).await.unwrap(),
         district
     );
-    assert_eq!(app.actions("430104", None).await, ["district.created"]);
+    assert_eq!(
+        app.actions("430104", None).await,
+        ["district.created", "ledger.entry_added"]
+    );
 
     app.assert_chain_intact(WANGCHENG).await;
     app.assert_chain_intact("430104").await;
@@ -333,8 +336,10 @@ async fn district_changes_are_logged(backend: Backend) {
     .await
     .unwrap();
     let events = app.events("430104", None).await;
-    assert_eq!(events.len(), 1);
+    assert_eq!(events.len(), 2);
     assert_eq!(events[0].action, "district.created");
+    // The year's budget is a ledger entry, with an event of its own.
+    assert_eq!(events[1].action, "ledger.entry_added");
     assert_eq!(events[0].actor_subject, city.subject);
     assert_eq!(events[0].actor_role, "city_admin");
 
@@ -354,9 +359,16 @@ async fn district_changes_are_logged(backend: Backend) {
         .unwrap();
     let events = app.events("430104", None).await;
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(actions, ["district.created", "district.rules_updated"]);
-    assert_eq!(events[1].actor_subject, admin.subject);
-    assert_eq!(events[1].actor_role, "district_admin");
+    assert_eq!(
+        actions,
+        [
+            "district.created",
+            "ledger.entry_added",
+            "district.rules_updated"
+        ]
+    );
+    assert_eq!(events[2].actor_subject, admin.subject);
+    assert_eq!(events[2].actor_role, "district_admin");
 
     app.assert_chain_intact("430104").await;
     app.assert_chain_intact(WANGCHENG).await;

@@ -240,12 +240,20 @@ async fn bad_records_leave_nothing_behind(backend: Backend) {
     let s = answer.summary.unwrap();
     assert_eq!((s.received, s.imported, s.invalid), (9, 1, 8));
     // Only the good record left anything: one case (and its payment) in the log, and its
-    // money in the ledger.
+    // money in the ledger, each entry with its event.
     let new_events = app.events(WANGCHENG, None).await;
     let actions: Vec<&str> = new_events[events..]
         .iter()
         .map(|e| e.action.as_str())
         .collect();
-    assert_eq!(actions, ["case.imported", "payment.imported"]);
+    assert_eq!(
+        actions,
+        [
+            "case.imported",
+            "payment.imported",
+            "ledger.entry_added",
+            "ledger.entry_added"
+        ]
+    );
     assert_eq!(budget(&app, WANGCHENG, 2022).await.paid_fen, AMOUNT_FEN);
 }

@@ -23,5 +23,6 @@ mod privacy;
 mod reports;
 mod retries;
 mod sync;
+mod tamper;
 mod tenancy;
 mod validation;

@@ -1,4 +1,5 @@
-//! A district (tenant) and the version of its fund rules in force.
+//! A district (tenant), the version of its fund rules in force, and the head of its audit
+//! chain (kept here, apart from the events, and updated with them).
 
 use sea_orm::entity::prelude::*;
 
@@ -11,6 +12,15 @@ pub struct Model {
     pub current_rules_version: i64,
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
+    /// The seq and hash of the district's last event; 0 and the genesis hash before any.
+    pub chain_head_seq: i64,
+    pub chain_head_hash: String,
+    /// The seq of the last checkpoint event, and when it was signed (or the district
+    /// created).
+    pub checkpoint_seq: i64,
+    pub checkpoint_at_us: i64,
+    /// Ledger entries with a larger id have an audit event each; the others predate it.
+    pub ledger_audited_after_id: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

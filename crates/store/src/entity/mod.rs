@@ -1,6 +1,7 @@
 //! sea-orm entities, one per table. Only this crate sees them; callers get domain records.
 
 pub mod approval;
+pub mod audit_key;
 pub mod case;
 pub mod case_import;
 pub mod district;
