@@ -32,6 +32,7 @@ use tonic_types::StatusExt as _;
 pub use relief_domain::Role;
 
 pub mod gateway;
+pub mod raw;
 
 /// 望城区, the seed district, configured exactly as `deploy/config/relief.toml` has it.
 pub const WANGCHENG: &str = "430112";
@@ -324,6 +325,8 @@ pub struct SpawnOptions {
     pub clock: Option<Arc<dyn Clock>>,
     /// Serve `/metrics` on a port of its own.
     pub metrics: bool,
+    /// More `[server]` settings, each a TOML line such as `"idle_timeout_ms = 500"`.
+    pub server: Vec<String>,
 }
 
 /// A running server with its own database. Dropping it stops the server and, on PostgreSQL,
@@ -406,6 +409,9 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
             "[server]\nmetrics_listen = \"127.0.0.1:0\"\n",
             1,
         );
+    }
+    for line in &options.server {
+        text = text.replacen("[server]\n", &format!("[server]\n{line}\n"), 1);
     }
     let settings = reliefd::settings::Settings::from_toml(&text).expect("test settings are valid");
     let application = match options.clock {

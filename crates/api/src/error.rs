@@ -2,6 +2,8 @@
 //! and domain's errors convert into it; internal failures are logged here and leave as a
 //! bare `INTERNAL` so no database detail reaches a client.
 
+use std::time::Duration;
+
 use relief_domain::Violation;
 use relief_domain::case::TransitionError;
 use tonic::{Code, Status};
@@ -37,9 +39,13 @@ pub enum ApiError {
     /// A concurrent call changed what an optimistic write read; running it again is safe.
     #[error("{0}")]
     Conflict(String),
-    /// More than one call may carry.
-    #[error("{0}")]
-    TooMany(String),
+    /// More than one call may carry, or more than the server carries at once; `retry_after`
+    /// (sent as `google.rpc.RetryInfo`) when trying again later can succeed.
+    #[error("{message}")]
+    TooMany {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     #[error("internal error")]
     Internal(String),
 }
@@ -97,7 +103,17 @@ impl From<ApiError> for Status {
         let message = e.to_string();
         match e {
             ApiError::Unauthenticated(_) => Status::unauthenticated(message),
-            ApiError::TooMany(_) => Status::resource_exhausted(message),
+            ApiError::TooMany {
+                retry_after: Some(delay),
+                ..
+            } => Status::with_error_details(
+                Code::ResourceExhausted,
+                message,
+                ErrorDetails::with_retry_info(Some(delay)),
+            ),
+            ApiError::TooMany {
+                retry_after: None, ..
+            } => Status::resource_exhausted(message),
             ApiError::PermissionDenied(_) => Status::with_error_details(
                 Code::PermissionDenied,
                 message,

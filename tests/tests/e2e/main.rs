@@ -15,6 +15,7 @@ mod events;
 mod gateway;
 mod imports;
 mod intake;
+mod limits;
 mod payments;
 mod reports;
 mod retries;
