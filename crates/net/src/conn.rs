@@ -422,3 +422,36 @@ impl AsyncWrite for Conn {
         Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_preface_is_followed_across_reads() {
+        // (reads, whether the handshake is done after the last one, still following)
+        let cases: [(&[&[u8]], bool, bool); 5] = [
+            (&[H2_PREFACE], true, false),
+            (
+                &[b"PRI * HTTP/2.0\r\n", b"\r\nSM\r\n\r\n\0\0\x12\x04"],
+                true,
+                false,
+            ),
+            (&[b"PRI * HT"], false, true),
+            (
+                &[b"POST /relief.v1.CaseService/GetCase HTTP/1.1\r\n"],
+                false,
+                false,
+            ),
+            (&[b"PRI * HTTP/2.0\r\n", b"garbage"], false, false),
+        ];
+        for (reads, done, following) in cases {
+            let mut seen = Some(0);
+            let mut complete = false;
+            for read in reads {
+                complete = advance_preface(&mut seen, read);
+            }
+            assert_eq!((complete, seen.is_some()), (done, following), "{reads:?}");
+        }
+    }
+}
