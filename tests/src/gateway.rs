@@ -59,6 +59,13 @@ pub fn gateway_settings(routes: &[(&TestApp, &[&str])]) -> GatewaySettings {
         health_timeout_ms: 2_000,
         connect_timeout_ms: 500,
         shutdown_grace_ms: 1_000,
+        connection_limit: 1_000,
+        handshake_timeout_ms: 10_000,
+        idle_timeout_ms: 300_000,
+        http2_keepalive_interval_ms: 30_000,
+        http2_keepalive_timeout_ms: 10_000,
+        max_concurrent_streams: 256,
+        stream_stall_timeout_ms: 30_000,
         cors: CorsSettings {
             allowed_origins: vec![WEB_ORIGIN.to_owned()],
             max_age_secs: 600,

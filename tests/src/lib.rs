@@ -33,6 +33,7 @@ pub use relief_domain::Role;
 
 pub mod db_proxy;
 pub mod gateway;
+pub mod raw;
 
 /// 望城区, the seed district, configured exactly as `deploy/config/relief.toml` has it.
 pub const WANGCHENG: &str = "430112";
@@ -338,6 +339,8 @@ pub struct SpawnOptions {
     /// The audit signing key (PKCS#8 PEM) given as `audit.signing_key_path`; generated and
     /// kept in the database when `None`.
     pub audit_signing_key_pem: Option<&'static [u8]>,
+    /// More `[server]` settings, each a TOML line such as `"idle_timeout_ms = 500"`.
+    pub server: Vec<String>,
 }
 
 impl std::fmt::Debug for SpawnOptions {
@@ -444,6 +447,9 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
             "[server]\nmetrics_listen = \"127.0.0.1:0\"\n",
             1,
         );
+    }
+    for line in &options.server {
+        text = text.replacen("[server]\n", &format!("[server]\n{line}\n"), 1);
     }
     text.push_str("\n[audit]\n");
     if let Some(n) = options.checkpoint_every_events {

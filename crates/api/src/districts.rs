@@ -142,6 +142,7 @@ impl DistrictApi {
                 district: Some(district_to_pb(&record)),
             };
             commit(tx, &key, &resp).await?;
+            self.ctx.labels.add_districts([id.as_str()]);
             tracing::info!(district = %id, "district created");
             return Ok(resp);
         }

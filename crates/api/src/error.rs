@@ -4,10 +4,10 @@
 //! through `relief_wire::invalid_argument`, as the wire check's do, so every refusal lists at
 //! most twenty and stays under 1 KiB of message.
 
-use relief_domain::Violation;
-use relief_domain::case::TransitionError;
 use std::time::Duration;
 
+use relief_domain::Violation;
+use relief_domain::case::TransitionError;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -45,9 +45,13 @@ pub enum ApiError {
     /// A concurrent call changed what an optimistic write read; running it again is safe.
     #[error("{0}")]
     Conflict(String),
-    /// More than one call may carry.
-    #[error("{0}")]
-    TooMany(String),
+    /// More than one call may carry, or more than the server carries at once; `retry_after`
+    /// (sent as `google.rpc.RetryInfo`) when trying again later can succeed.
+    #[error("{message}")]
+    TooMany {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// The database cannot be reached; the detail is logged, the caller is told to retry.
     #[error("the database is unavailable; retry shortly")]
     Unavailable(String),
@@ -120,13 +124,23 @@ impl From<ApiError> for Status {
             | ApiError::AlreadyExists(_)
             | ApiError::Aborted(_)
             | ApiError::Conflict(_)
-            | ApiError::TooMany(_)
+            | ApiError::TooMany { .. }
             | ApiError::Unavailable(_)
             | ApiError::Internal(_) => relief_wire::status::cut_message(&e.to_string()),
         };
         match e {
             ApiError::Unauthenticated(_) => Status::unauthenticated(message),
-            ApiError::TooMany(_) => Status::resource_exhausted(message),
+            ApiError::TooMany {
+                retry_after: Some(delay),
+                ..
+            } => Status::with_error_details(
+                Code::ResourceExhausted,
+                message,
+                ErrorDetails::with_retry_info(Some(delay)),
+            ),
+            ApiError::TooMany {
+                retry_after: None, ..
+            } => Status::resource_exhausted(message),
             ApiError::PermissionDenied(_) => Status::with_error_details(
                 Code::PermissionDenied,
                 message,

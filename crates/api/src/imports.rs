@@ -77,9 +77,10 @@ pub(crate) async fn import_cases(
         let done = next.is_none();
         if let Some(record) = next {
             if index >= MAX_IMPORT_RECORDS {
-                return Err(ApiError::TooMany(format!(
-                    "at most {MAX_IMPORT_RECORDS} records per call"
-                )));
+                return Err(ApiError::TooMany {
+                    message: format!("at most {MAX_IMPORT_RECORDS} records per call"),
+                    retry_after: None,
+                });
             }
             summary.received += 1;
             match check(index, &record, &district, &caller, ctx.clock.now()) {

@@ -14,12 +14,14 @@ mod gate;
 mod imports;
 pub mod paging;
 pub mod reports;
+mod streams;
 mod sync;
 
 use std::sync::Arc;
 
 use prost::Message;
 use relief_domain::{Clock, DistrictId};
+use relief_observe::KnownLabels;
 use relief_store::{IdempotencyKey, Store, WriteTx};
 
 pub use approvals::ApprovalApi;
@@ -31,6 +33,8 @@ pub use districts::DistrictApi;
 use error::{ApiError, ApiResult};
 pub use gate::{DatabaseGate, DatabaseGateLayer};
 pub use reports::ReportApi;
+pub use streams::StreamLimits;
+use streams::StreamSlots;
 pub use sync::SyncApi;
 
 /// The longest request id a client may send.
@@ -45,6 +49,12 @@ pub struct ApiContext {
     pub default_page_size: u32,
     /// Larger page sizes are coerced to this.
     pub max_page_size: u32,
+    /// The largest message a call may answer with.
+    pub max_message_bytes: usize,
+    /// The streams open on this server, within their limits.
+    streams: StreamSlots,
+    /// The districts the metrics name; a district created here is added to them.
+    labels: KnownLabels,
 }
 
 impl ApiContext {
@@ -54,7 +64,28 @@ impl ApiContext {
             clock,
             default_page_size: 50.min(max_page_size),
             max_page_size,
+            max_message_bytes: 4 * 1024 * 1024,
+            streams: StreamSlots::default(),
+            labels: KnownLabels::default(),
         }
+    }
+
+    /// The same context answering with at most `max_message_bytes` per message.
+    pub fn with_max_message_bytes(mut self, max_message_bytes: usize) -> Self {
+        self.max_message_bytes = max_message_bytes;
+        self
+    }
+
+    /// The same context with these stream limits.
+    pub fn with_stream_limits(mut self, limits: StreamLimits) -> Self {
+        self.streams = StreamSlots::new(limits);
+        self
+    }
+
+    /// The same context adding the districts it creates to `labels`.
+    pub fn with_labels(mut self, labels: KnownLabels) -> Self {
+        self.labels = labels;
+        self
     }
 
     /// Checks the client's request id and derives the key its response is kept under.

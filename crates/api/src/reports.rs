@@ -2,15 +2,19 @@
 //! bureau's narrative, CSV exports for the finance bureau, and the city's comparison of its
 //! districts.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
+
 use chrono::NaiveDate;
-use relief_domain::privacy::Field;
+use futures::Stream;
+use relief_domain::privacy::{Field, View};
 use relief_domain::report::{
     Indicators, NARRATIVE_SECTIONS, Score, render_html, render_markdown, score,
 };
-use relief_domain::{Money, Role};
+use relief_domain::{CaseId, DistrictId, Money, Role};
 use relief_proto::v1 as pb;
 use relief_proto::v1::report_service_server::ReportService;
-use relief_store::DistrictRecord;
+use relief_store::{CaseRecord, DistrictRecord, PaymentRecord, Store};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Caller, CaseVisibility};
@@ -18,6 +22,7 @@ use crate::cases::handle;
 use crate::convert::state_to_pb;
 use crate::disbursements::payment_views;
 use crate::error::{ApiError, ApiResult};
+use crate::streams::StreamSlot;
 use crate::{ApiContext, Begun, commit};
 
 const MAX_NARRATIVE_CHARS: usize = 10_000;
@@ -150,19 +155,219 @@ const CASE_COLUMNS: [&str; 11] = [
 /// Rows per message of a streamed export.
 const STREAM_CHUNK_ROWS: usize = 500;
 
-fn csv_of<const N: usize>(header: Option<&[&str; N]>, rows: Vec<Vec<String>>) -> ApiResult<String> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let internal = |e: csv::Error| ApiError::Internal(format!("csv: {e}"));
-    if let Some(header) = header {
-        w.write_record(header).map_err(internal)?;
+/// Rows read from the database at once by an export: what an export holds besides its CSV.
+const EXPORT_BATCH: u64 = 200;
+
+/// Room left in a message for its other fields and framing, next to the CSV text.
+const MESSAGE_OVERHEAD_BYTES: usize = 64;
+
+/// The columns of the payment export.
+const PAYMENT_COLUMNS: [&str; 11] = [
+    "payment_id",
+    "case_id",
+    "amount_yuan",
+    "voucher_number",
+    "state",
+    "bank_reference",
+    "paid_date",
+    "failure_reason",
+    "receiving_unit",
+    "bank_name",
+    "bank_account",
+];
+
+fn csv_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(format!("csv: {e}"))
+}
+
+/// CSV text written a row at a time, its size known as it grows.
+struct CsvText {
+    writer: csv::Writer<Vec<u8>>,
+    rows: u64,
+}
+
+impl CsvText {
+    fn new(header: Option<&[&str]>) -> ApiResult<Self> {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        if let Some(header) = header {
+            writer.write_record(header).map_err(csv_error)?;
+        }
+        Ok(Self { writer, rows: 0 })
     }
-    for r in rows {
-        w.write_record(&r).map_err(internal)?;
+
+    fn push(&mut self, row: &[String]) -> ApiResult<()> {
+        self.writer.write_record(row).map_err(csv_error)?;
+        self.rows += 1;
+        Ok(())
     }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| ApiError::Internal(format!("csv: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| ApiError::Internal(format!("csv: {e}")))
+
+    /// The bytes written so far.
+    fn len(&mut self) -> ApiResult<usize> {
+        self.writer.flush().map_err(csv_error)?;
+        Ok(self.writer.get_ref().len())
+    }
+
+    fn finish(self) -> ApiResult<(String, i64)> {
+        let bytes = self.writer.into_inner().map_err(csv_error)?;
+        let text = String::from_utf8(bytes).map_err(csv_error)?;
+        Ok((text, i64_of(self.rows)))
+    }
+}
+
+/// The error of a unary export whose text outgrows one message.
+fn too_large(what: &str, max_message_bytes: usize, instead: &str) -> ApiError {
+    ApiError::TooMany {
+        message: format!(
+            "the {what} is larger than the largest answer ({max_message_bytes} bytes){instead}"
+        ),
+        retry_after: None,
+    }
+}
+
+/// One case as a row of [`CASE_COLUMNS`], its personal data shown as `view` allows.
+fn case_row(c: &CaseRecord, view: &View) -> Vec<String> {
+    let a = &c.application;
+    let rid = a
+        .recipient
+        .resident_id
+        .as_ref()
+        .map(|r| view.show(Field::ResidentId, r.as_str()))
+        .unwrap_or_default();
+    let yuan = |m: Option<Money>| {
+        m.map(|m| m.to_yuan_string().replace(',', ""))
+            .unwrap_or_default()
+    };
+    vec![
+        c.id.to_string(),
+        c.applicant_unit_id.to_string(),
+        a.recipient.name.clone(),
+        rid,
+        a.category
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        yuan(Some(a.requested_amount)),
+        yuan(c.approved_amount),
+        c.state.kind().as_str().to_owned(),
+        c.over_cap.to_string(),
+        c.submitted_at
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_default(),
+        c.petitioned_again.to_string(),
+    ]
+}
+
+/// One payment as a row of [`PAYMENT_COLUMNS`], its account shown as `view` allows.
+fn payment_row(p: &PaymentRecord, view: &View) -> Vec<String> {
+    use relief_domain::payment::PaymentState;
+    let (reference, date, reason) = match &p.state {
+        PaymentState::Pending => (String::new(), String::new(), String::new()),
+        PaymentState::Paid {
+            bank_reference,
+            paid_on,
+        }
+        | PaymentState::Reversed {
+            bank_reference,
+            paid_on,
+            ..
+        } => (
+            bank_reference.clone(),
+            paid_on.format("%Y-%m-%d").to_string(),
+            String::new(),
+        ),
+        PaymentState::Failed { reason } => (String::new(), String::new(), reason.clone()),
+    };
+    let account = view.show(Field::BankAccount, &p.bank_account);
+    vec![
+        p.id.clone(),
+        p.case_id.to_string(),
+        p.amount.to_yuan_string().replace(',', ""),
+        p.voucher_number.clone(),
+        p.state.as_str().to_owned(),
+        reference,
+        date,
+        reason,
+        p.receiving_unit_name.clone(),
+        p.bank_name.clone(),
+        account,
+    ]
+}
+
+type CaseExportStream =
+    Pin<Box<dyn Stream<Item = Result<pb::StreamCaseExportResponse, Status>> + Send>>;
+
+/// StreamCaseExport under way: the year's cases read a batch at a time, only as fast as the
+/// reader takes the chunks.
+struct CaseExport {
+    store: Store,
+    district: DistrictId,
+    year: i32,
+    /// Whose export it is: what they see of each case's personal data.
+    caller: Caller,
+    /// The last case read from the database.
+    after: Option<CaseId>,
+    /// Cases read and not yet written into a chunk.
+    batch: VecDeque<CaseRecord>,
+    /// Every case has been read from the database.
+    read_all: bool,
+    /// No chunk has been sent yet (the first carries the header, even with no row).
+    first: bool,
+    /// A chunk's CSV stops growing at this size.
+    chunk_bytes: usize,
+    failed: bool,
+    _slot: StreamSlot,
+}
+
+impl CaseExport {
+    async fn next(mut self) -> Option<(Result<pb::StreamCaseExportResponse, Status>, Self)> {
+        if self.failed {
+            return None;
+        }
+        match self.chunk().await {
+            Ok(None) => None,
+            Ok(Some(chunk)) => Some((Ok(chunk), self)),
+            Err(e) => {
+                // The error is the stream's last item: tonic ends the call with it.
+                self.failed = true;
+                Some((Err(Status::from(e)), self))
+            }
+        }
+    }
+
+    async fn chunk(&mut self) -> ApiResult<Option<pb::StreamCaseExportResponse>> {
+        let header = if self.first {
+            Some(&CASE_COLUMNS[..])
+        } else {
+            None
+        };
+        let mut text = CsvText::new(header)?;
+        loop {
+            if self.batch.is_empty() && !self.read_all {
+                let page = self
+                    .store
+                    .cases_of_year_after(&self.district, self.year, self.after, EXPORT_BATCH)
+                    .await?;
+                self.read_all = (page.len() as u64) < EXPORT_BATCH;
+                if let Some(last) = page.last() {
+                    self.after = Some(last.id);
+                }
+                self.batch.extend(page);
+            }
+            let Some(case) = self.batch.pop_front() else {
+                break;
+            };
+            text.push(&case_row(&case, &self.caller.case_view(&case)))?;
+            if text.rows >= STREAM_CHUNK_ROWS as u64 || text.len()? >= self.chunk_bytes {
+                break;
+            }
+        }
+        if text.rows == 0 && !self.first {
+            return Ok(None);
+        }
+        self.first = false;
+        let (csv, rows) = text.finish()?;
+        Ok(Some(pb::StreamCaseExportResponse { csv, rows }))
+    }
 }
 
 impl ReportApi {
@@ -283,81 +488,62 @@ impl ReportApi {
         caller: Caller,
         req: pb::ExportCasesRequest,
     ) -> ApiResult<pb::ExportCasesResponse> {
-        let rows = self.case_rows(&caller, req.fiscal_year).await?;
-        let n = rows.len();
-        let csv = csv_of(Some(&CASE_COLUMNS), rows)?;
-        Ok(pb::ExportCasesResponse {
-            csv,
-            rows: i64_of(n as u64),
-        })
+        let year = check_year(req.fiscal_year)?;
+        let d = self.district_for_read(&caller).await?;
+        let max = self.ctx.max_message_bytes;
+        let mut text = CsvText::new(Some(&CASE_COLUMNS))?;
+        let mut after = None;
+        loop {
+            let page = self
+                .ctx
+                .store
+                .cases_of_year_after(&d.id, year, after, EXPORT_BATCH)
+                .await?;
+            for case in &page {
+                text.push(&case_row(case, &caller.case_view(case)))?;
+            }
+            if text.len()?.saturating_add(MESSAGE_OVERHEAD_BYTES) > max {
+                return Err(too_large(
+                    "case export",
+                    max,
+                    "; StreamCaseExport sends it in chunks",
+                ));
+            }
+            match page.last() {
+                Some(last) if page.len() as u64 == EXPORT_BATCH => after = Some(last.id),
+                _ => break,
+            }
+        }
+        let (csv, rows) = text.finish()?;
+        Ok(pb::ExportCasesResponse { csv, rows })
     }
 
-    /// The chunks of StreamCaseExport: the header with the first rows, then the rest in
-    /// chunks of [`STREAM_CHUNK_ROWS`].
-    async fn case_export_chunks(
+    /// StreamCaseExport, once the caller may read the year and holds a stream slot.
+    async fn case_export(
         &self,
         caller: Caller,
         req: pb::StreamCaseExportRequest,
-    ) -> ApiResult<Vec<pb::StreamCaseExportResponse>> {
-        let mut rows = self.case_rows(&caller, req.fiscal_year).await?;
-        let mut chunks = Vec::new();
-        let mut first = true;
-        loop {
-            let rest = rows.split_off(rows.len().min(STREAM_CHUNK_ROWS));
-            let n = rows.len();
-            let header = if first { Some(&CASE_COLUMNS) } else { None };
-            chunks.push(pb::StreamCaseExportResponse {
-                csv: csv_of(header, std::mem::replace(&mut rows, rest))?,
-                rows: i64_of(n as u64),
-            });
-            first = false;
-            if rows.is_empty() {
-                return Ok(chunks);
-            }
-        }
-    }
-
-    /// The year's cases as CSV rows in [`CASE_COLUMNS`] order, masked for the caller.
-    async fn case_rows(&self, caller: &Caller, fiscal_year: i32) -> ApiResult<Vec<Vec<String>>> {
-        let year = check_year(fiscal_year)?;
-        let d = self.district_for_read(caller).await?;
-        let mut cases = self.ctx.store.cases_of_year(&d.id, year).await?;
-        cases.sort_by_key(|c| c.id);
-        let rows: Vec<Vec<String>> = cases
-            .iter()
-            .map(|c| {
-                let a = &c.application;
-                let rid = a
-                    .recipient
-                    .resident_id
-                    .as_ref()
-                    .map(|r| caller.case_view(c).show(Field::ResidentId, r.as_str()))
-                    .unwrap_or_default();
-                let yuan = |m: Option<Money>| {
-                    m.map(|m| m.to_yuan_string().replace(',', ""))
-                        .unwrap_or_default()
-                };
-                vec![
-                    c.id.to_string(),
-                    c.applicant_unit_id.to_string(),
-                    a.recipient.name.clone(),
-                    rid,
-                    a.category
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
-                    yuan(Some(a.requested_amount)),
-                    yuan(c.approved_amount),
-                    c.state.kind().as_str().to_owned(),
-                    c.over_cap.to_string(),
-                    c.submitted_at
-                        .map(|t| t.format("%Y-%m-%d").to_string())
-                        .unwrap_or_default(),
-                    c.petitioned_again.to_string(),
-                ]
-            })
-            .collect();
-        Ok(rows)
+    ) -> ApiResult<CaseExportStream> {
+        let year = check_year(req.fiscal_year)?;
+        let d = self.district_for_read(&caller).await?;
+        let slot = self
+            .ctx
+            .streams
+            .acquire(caller.claims().subject().as_str(), &d.id)?;
+        let export = CaseExport {
+            store: self.ctx.store.clone(),
+            district: d.id,
+            year,
+            caller: caller.clone(),
+            after: None,
+            batch: VecDeque::new(),
+            read_all: false,
+            first: true,
+            chunk_bytes: self.ctx.streams.limits().buffer_bytes,
+            failed: false,
+            _slot: slot,
+        };
+        Ok(Box::pin(futures::stream::unfold(export, CaseExport::next)))
     }
 
     async fn export_payments(
@@ -367,88 +553,31 @@ impl ReportApi {
     ) -> ApiResult<pb::ExportPaymentsResponse> {
         let year = check_year(req.fiscal_year)?;
         let d = self.district_for_read(&caller).await?;
-        let mut all = Vec::new();
-        let mut offset = 0;
+        let max = self.ctx.max_message_bytes;
+        let mut text = CsvText::new(Some(&PAYMENT_COLUMNS))?;
+        let mut after = None;
         loop {
-            let batch = self
+            let page = self
                 .ctx
                 .store
-                .payments(&d.id, None, Some(year), offset, 1000)
+                .payments_of_year_after(&d.id, year, after, EXPORT_BATCH)
                 .await?;
-            let n = batch.len() as u64;
-            all.extend(batch);
-            if n < 1000 {
-                break;
+            let views = payment_views(&self.ctx, &caller, &d.id, &page).await?;
+            for payment in &page {
+                text.push(&payment_row(payment, &views.of(payment)))?;
             }
-            offset += n;
+            if text.len()?.saturating_add(MESSAGE_OVERHEAD_BYTES) > max {
+                return Err(too_large("payment export", max, ""));
+            }
+            match page.last() {
+                Some(last) if page.len() as u64 == EXPORT_BATCH => {
+                    after = Some((last.created_at, last.id.clone()));
+                }
+                _ => break,
+            }
         }
-        all.sort_by(|a, b| {
-            a.created_at
-                .cmp(&b.created_at)
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        let views = payment_views(&self.ctx, &caller, &d.id, &all).await?;
-        let rows: Vec<Vec<String>> = all
-            .iter()
-            .map(|p| {
-                let (reference, date, reason) = match &p.state {
-                    relief_domain::payment::PaymentState::Pending => {
-                        (String::new(), String::new(), String::new())
-                    }
-                    relief_domain::payment::PaymentState::Paid {
-                        bank_reference,
-                        paid_on,
-                    }
-                    | relief_domain::payment::PaymentState::Reversed {
-                        bank_reference,
-                        paid_on,
-                        ..
-                    } => (
-                        bank_reference.clone(),
-                        paid_on.format("%Y-%m-%d").to_string(),
-                        String::new(),
-                    ),
-                    relief_domain::payment::PaymentState::Failed { reason } => {
-                        (String::new(), String::new(), reason.clone())
-                    }
-                };
-                let account = views.of(p).show(Field::BankAccount, &p.bank_account);
-                vec![
-                    p.id.clone(),
-                    p.case_id.to_string(),
-                    p.amount.to_yuan_string().replace(',', ""),
-                    p.voucher_number.clone(),
-                    p.state.as_str().to_owned(),
-                    reference,
-                    date,
-                    reason,
-                    p.receiving_unit_name.clone(),
-                    p.bank_name.clone(),
-                    account,
-                ]
-            })
-            .collect();
-        let n = rows.len();
-        let csv = csv_of(
-            Some(&[
-                "payment_id",
-                "case_id",
-                "amount_yuan",
-                "voucher_number",
-                "state",
-                "bank_reference",
-                "paid_date",
-                "failure_reason",
-                "receiving_unit",
-                "bank_name",
-                "bank_account",
-            ]),
-            rows,
-        )?;
-        Ok(pb::ExportPaymentsResponse {
-            csv,
-            rows: i64_of(n as u64),
-        })
+        let (csv, rows) = text.finish()?;
+        Ok(pb::ExportPaymentsResponse { csv, rows })
     }
 
     async fn city_comparison(
@@ -584,27 +713,18 @@ impl ReportService for ReportApi {
     ) -> Result<Response<pb::ExportCasesResponse>, Status> {
         handle!(self, request, export_cases)
     }
-    type StreamCaseExportStream = futures::stream::Iter<
-        std::iter::Map<
-            std::vec::IntoIter<pb::StreamCaseExportResponse>,
-            fn(pb::StreamCaseExportResponse) -> Result<pb::StreamCaseExportResponse, Status>,
-        >,
-    >;
+    type StreamCaseExportStream = CaseExportStream;
 
     async fn stream_case_export(
         &self,
         request: Request<pb::StreamCaseExportRequest>,
     ) -> Result<Response<Self::StreamCaseExportStream>, Status> {
         let caller = Caller::from_request(&request)?;
-        let chunks = self
-            .case_export_chunks(caller, request.into_inner())
+        let stream = self
+            .case_export(caller, request.into_inner())
             .await
             .map_err(Status::from)?;
-        let ok: fn(pb::StreamCaseExportResponse) -> Result<pb::StreamCaseExportResponse, Status> =
-            Ok;
-        Ok(Response::new(futures::stream::iter(
-            chunks.into_iter().map(ok),
-        )))
+        Ok(Response::new(stream))
     }
 
     async fn export_payments(

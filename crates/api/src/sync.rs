@@ -3,10 +3,10 @@
 //! every change, and each district's sequence numbers are assigned under the district's write
 //! lock, so reading `seq > cursor` in order misses nothing and repeats nothing.
 
-use std::pin::Pin;
+mod watch;
+
 use std::time::Duration;
 
-use futures::Stream;
 use relief_domain::privacy::{Field, View};
 use relief_domain::{DistrictId, Role, UnitId};
 use relief_proto::v1 as pb;
@@ -21,22 +21,19 @@ use crate::convert::timestamp;
 use crate::error::{ApiError, ApiResult};
 use crate::paging::{decode_token, encode_token};
 
-/// Changes read from the database at once by a watcher.
-const WATCH_BATCH: u64 = 500;
-/// Changes buffered for a slow watcher before reading waits for it.
-const WATCH_BUFFER: usize = 256;
-
 #[derive(Debug, Clone)]
 pub struct SyncApi {
     ctx: ApiContext,
-    /// How often a watcher with nothing new looks again, for changes committed by other
-    /// processes on the same database (this process's commits wake it at once).
-    poll_every: Duration,
+    /// The districts' change notifiers, shared by their watchers.
+    feeds: watch::Feeds,
 }
 
 impl SyncApi {
+    /// `poll_every`: how often a district's notifier looks for changes committed by other
+    /// processes on the same database (this process's commits wake it at once).
     pub fn new(ctx: ApiContext, poll_every: Duration) -> Self {
-        Self { ctx, poll_every }
+        let feeds = watch::Feeds::new(ctx.store.clone(), poll_every);
+        Self { ctx, feeds }
     }
 
     /// The district whose feed the caller may read: sync clients and auditors only.
@@ -200,8 +197,6 @@ fn mask_personal(v: &mut Value, view: &View) {
     }
 }
 
-type ChangeStream = Pin<Box<dyn Stream<Item = Result<pb::WatchChangesResponse, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl SyncService for SyncApi {
     async fn list_changes(
@@ -224,51 +219,26 @@ impl SyncService for SyncApi {
         ))
     }
 
-    type WatchChangesStream = ChangeStream;
+    type WatchChangesStream = watch::ChangeStream;
 
     async fn watch_changes(
         &self,
         request: Request<pb::WatchChangesRequest>,
-    ) -> Result<Response<ChangeStream>, Status> {
+    ) -> Result<Response<watch::ChangeStream>, Status> {
         let caller = Caller::from_request(&request)?;
-        let (district, mut seq) = self.start(&caller, &request.get_ref().after_cursor).await?;
+        let (district, seq) = self.start(&caller, &request.get_ref().after_cursor).await?;
+        let slot = self
+            .ctx
+            .streams
+            .acquire(caller.claims().subject().as_str(), &district)?;
+        let buffer_bytes = self.ctx.streams.limits().buffer_bytes;
         let view = FeedView::of(&caller);
-        let store = self.ctx.store.clone();
-        let poll_every = self.poll_every;
-        let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BUFFER);
-        tokio::spawn(async move {
-            loop {
-                // Registered before reading, so a commit between the read and the wait
-                // still wakes this watcher.
-                let committed = store.committed();
-                let batch = match store.events_after(&district, seq, WATCH_BATCH).await {
-                    Ok(batch) => batch,
-                    Err(e) => {
-                        let _ = tx.send(Err(Status::from(ApiError::from(e)))).await;
-                        return;
-                    }
-                };
-                if batch.is_empty() {
-                    tokio::select! {
-                        () = committed => {}
-                        () = tokio::time::sleep(poll_every) => {}
-                        () = tx.closed() => return,
-                    }
-                    continue;
-                }
-                for e in batch {
-                    seq = e.seq;
-                    let item = pb::WatchChangesResponse {
-                        change: Some(change(&district, e, &view)),
-                    };
-                    if tx.send(Ok(item)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
+        Ok(Response::new(self.feeds.watch(
+            district,
+            seq,
+            view,
+            buffer_bytes,
+            slot,
         )))
     }
 }

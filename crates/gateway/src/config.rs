@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use relief_domain::DistrictId;
 use serde::Deserialize;
@@ -40,6 +41,28 @@ pub struct GatewaySettings {
     /// On shutdown, calls in flight get this long to finish.
     #[serde(default = "defaults::shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// Client connections open at once; more are closed as soon as they are accepted.
+    #[serde(default = "defaults::connection_limit")]
+    pub connection_limit: usize,
+    /// How long a new connection may take to send the HTTP/2 preface or its first request.
+    #[serde(default = "defaults::handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+    /// A connection with no call open on it for this long is closed.
+    #[serde(default = "defaults::idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Interval of HTTP/2 keepalive pings on each client connection.
+    #[serde(default = "defaults::http2_keepalive_interval_ms")]
+    pub http2_keepalive_interval_ms: u64,
+    /// A connection whose keepalive ping goes unanswered this long is closed.
+    #[serde(default = "defaults::http2_keepalive_timeout_ms")]
+    pub http2_keepalive_timeout_ms: u64,
+    /// Calls open at once on one HTTP/2 client connection.
+    #[serde(default = "defaults::max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
+    /// A response whose reader reads nothing for this long, while data waits for it, is
+    /// reset (RESOURCE_EXHAUSTED).
+    #[serde(default = "defaults::stream_stall_timeout_ms")]
+    pub stream_stall_timeout_ms: u64,
     #[serde(default)]
     pub cors: CorsSettings,
     /// The routing table.
@@ -107,6 +130,27 @@ mod defaults {
     pub fn cors_max_age_secs() -> u64 {
         600
     }
+    pub fn connection_limit() -> usize {
+        1_000
+    }
+    pub fn handshake_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn idle_timeout_ms() -> u64 {
+        300_000
+    }
+    pub fn http2_keepalive_interval_ms() -> u64 {
+        30_000
+    }
+    pub fn http2_keepalive_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn max_concurrent_streams() -> u32 {
+        256
+    }
+    pub fn stream_stall_timeout_ms() -> u64 {
+        30_000
+    }
 }
 
 /// A configuration the gateway cannot run with.
@@ -129,6 +173,7 @@ impl GatewaySettings {
         if self.request_timeout_ms == 0 || self.health_interval_ms == 0 {
             return err("request_timeout_ms and health_interval_ms must be positive".to_owned());
         }
+        self.check_connection_limits()?;
         let mut names = std::collections::BTreeSet::new();
         let mut table = BTreeMap::new();
         for (i, up) in self.upstreams.iter().enumerate() {
@@ -168,6 +213,71 @@ impl GatewaySettings {
     }
 }
 
+impl GatewaySettings {
+    /// The bounds of each client connection.
+    pub fn conn_limits(&self) -> relief_net::ConnLimits {
+        relief_net::ConnLimits {
+            max_connections: self.connection_limit,
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            stall_timeout: Duration::from_millis(self.stream_stall_timeout_ms),
+            keepalive_interval: Duration::from_millis(self.http2_keepalive_interval_ms),
+            keepalive_timeout: Duration::from_millis(self.http2_keepalive_timeout_ms),
+            max_concurrent_streams: self.max_concurrent_streams,
+        }
+    }
+
+    fn check_connection_limits(&self) -> Result<(), ConfigError> {
+        let ranges: [(&str, u64, u64, u64); 7] = [
+            (
+                "connection_limit",
+                u64::try_from(self.connection_limit).unwrap_or(u64::MAX),
+                1,
+                100_000,
+            ),
+            (
+                "handshake_timeout_ms",
+                self.handshake_timeout_ms,
+                100,
+                600_000,
+            ),
+            ("idle_timeout_ms", self.idle_timeout_ms, 100, 86_400_000),
+            (
+                "http2_keepalive_interval_ms",
+                self.http2_keepalive_interval_ms,
+                100,
+                3_600_000,
+            ),
+            (
+                "http2_keepalive_timeout_ms",
+                self.http2_keepalive_timeout_ms,
+                100,
+                600_000,
+            ),
+            (
+                "max_concurrent_streams",
+                u64::from(self.max_concurrent_streams),
+                1,
+                10_000,
+            ),
+            (
+                "stream_stall_timeout_ms",
+                self.stream_stall_timeout_ms,
+                100,
+                3_600_000,
+            ),
+        ];
+        for (field, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError(format!(
+                    "{field} must be between {min} and {max}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -185,6 +295,13 @@ mod tests {
             health_timeout_ms: 100,
             connect_timeout_ms: 100,
             shutdown_grace_ms: 100,
+            connection_limit: 10,
+            handshake_timeout_ms: 1000,
+            idle_timeout_ms: 1000,
+            http2_keepalive_interval_ms: 1000,
+            http2_keepalive_timeout_ms: 1000,
+            max_concurrent_streams: 10,
+            stream_stall_timeout_ms: 1000,
             cors: CorsSettings::default(),
             upstreams: Vec::new(),
         }

@@ -22,11 +22,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use http::{HeaderName, HeaderValue, Method};
 use relief_auth::{DISTRICT_HEADER, Verifier};
-use relief_observe::{MetricsEndpoint, ObserveLayer, REQUEST_ID_HEADER, metrics_endpoint};
+use relief_observe::{
+    KnownLabels, MetricsEndpoint, ObserveLayer, REQUEST_ID_HEADER, metrics_endpoint,
+};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use config::{ConfigError, CorsSettings, GatewaySettings, UpstreamSettings};
@@ -138,17 +139,21 @@ impl Gateway {
             shared: self.shared.clone(),
         };
         let routes = Routes::from(axum::Router::new().fallback_service(proxy)).add_service(health);
-        let router = Server::builder()
+        // The metrics name the routed districts only: a token may name any district.
+        let labels = KnownLabels::relief()?;
+        labels.add_districts(self.shared.routes.keys().map(|d| d.as_str()));
+        let limits = s.conn_limits();
+        let router = relief_net::http2(Server::builder(), &limits)
             .accept_http1(true)
             .timeout(Duration::from_millis(s.request_timeout_ms))
+            .layer(relief_net::ConnLayer::new(limits.stall_timeout, "gateway"))
             .layer(cors_layer(&s.cors)?)
             .layer(tonic_web::GrpcWebLayer::new())
-            .layer(ObserveLayer::new("gateway"))
+            .layer(ObserveLayer::new("gateway", labels))
             .add_routes(routes);
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        // Small answers go out at once: no Nagle delay waiting for the client's ACK.
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let incoming = relief_net::Incoming::new(self.listener, limits, "gateway");
         let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
             let _ = stop_rx.await;
         }));

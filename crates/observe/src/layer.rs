@@ -11,6 +11,7 @@ use tower::{Layer, Service};
 use tracing::Instrument as _;
 
 use crate::body::ObservedBody;
+use crate::labels::{KnownLabels, NO_DISTRICT};
 use crate::names;
 
 /// The header carrying the request id from client to gateway to backend.
@@ -32,20 +33,22 @@ impl CallLabels {
     }
 
     pub(crate) fn district(&self) -> &str {
-        self.district.get().map_or("-", String::as_str)
+        self.district.get().map_or(NO_DISTRICT, String::as_str)
     }
 }
 
 /// Observes every call of the service it wraps; `service` names the process kind
-/// (`backend` or `gateway`) in logs and metrics.
-#[derive(Debug, Clone, Copy)]
+/// (`backend` or `gateway`) in logs and metrics, and `labels` the methods and districts the
+/// metrics name.
+#[derive(Debug, Clone)]
 pub struct ObserveLayer {
     service: &'static str,
+    labels: KnownLabels,
 }
 
 impl ObserveLayer {
-    pub fn new(service: &'static str) -> Self {
-        Self { service }
+    pub fn new(service: &'static str, labels: KnownLabels) -> Self {
+        Self { service, labels }
     }
 }
 
@@ -56,6 +59,7 @@ impl<S> Layer<S> for ObserveLayer {
         Observe {
             inner,
             service: self.service,
+            labels: self.labels.clone(),
         }
     }
 }
@@ -64,11 +68,13 @@ impl<S> Layer<S> for ObserveLayer {
 pub struct Observe<S> {
     inner: S,
     service: &'static str,
+    labels: KnownLabels,
 }
 
 /// One call being observed; finished exactly once, when its outcome is known.
 pub(crate) struct Call {
     service: &'static str,
+    known: KnownLabels,
     method: String,
     request_id: String,
     labels: CallLabels,
@@ -88,12 +94,6 @@ impl Call {
             Some(c) => format!("{c:?}"),
             None if http_status == 200 => "Unknown".to_owned(),
             None => format!("http_{http_status}"),
-        };
-        // A path no service knows must not grow the metrics without bound.
-        let method = if code == Some(tonic::Code::Unimplemented) || http_status == 404 {
-            "unknown"
-        } else {
-            self.method.as_str()
         };
         let district = self.labels.district().to_owned();
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
@@ -118,19 +118,22 @@ impl Call {
         } else {
             access_line!(info);
         }
+        // A path or district nobody knows must not grow the metrics without bound.
+        let method = self.known.method(&self.method).to_owned();
+        let district_label = self.known.district(&district).to_owned();
         metrics::counter!(
             names::REQUESTS,
             "service" => self.service,
-            "method" => method.to_owned(),
+            "method" => method.clone(),
             "code" => code_label,
-            "district" => district.clone()
+            "district" => district_label.clone()
         )
         .increment(1);
         metrics::histogram!(
             names::DURATION,
             "service" => self.service,
-            "method" => method.to_owned(),
-            "district" => district
+            "method" => method,
+            "district" => district_label
         )
         .record(elapsed.as_secs_f64());
         metrics::gauge!(names::IN_FLIGHT, "service" => self.service).decrement(1.0);
@@ -195,6 +198,7 @@ where
         metrics::gauge!(names::IN_FLIGHT, "service" => self.service).increment(1.0);
         let mut call = Call {
             service: self.service,
+            known: self.labels.clone(),
             method,
             request_id,
             labels,

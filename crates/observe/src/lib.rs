@@ -6,16 +6,21 @@
 //! has gone out (or the caller went away) writes one access-log line and records the call in
 //! the metrics: requests by method, status code and district, latency, and calls in flight.
 //! Whoever learns the call's district (the backend's token check, the gateway's router)
-//! writes it into the [`CallLabels`] found in the request's extensions.
+//! writes it into the [`CallLabels`] found in the request's extensions. The metrics' method
+//! and district labels take only the values in [`KnownLabels`] (the services' methods; the
+//! districts of the backend's store or of the gateway's routing table); anything else is
+//! counted as `other`.
 //!
 //! [`metrics_endpoint`] serves the process's metrics in the Prometheus text format, rendered
 //! by `metrics-exporter-prometheus`, on a port of its own.
 
 mod body;
 mod endpoint;
+mod labels;
 mod layer;
 
 pub use endpoint::{MetricsEndpoint, metrics_endpoint};
+pub use labels::{CITY, KnownLabels, NO_DISTRICT, OTHER};
 pub use layer::{CallLabels, Observe, ObserveLayer, REQUEST_ID_HEADER};
 
 /// Metric names, so dashboards and tests spell them the same way.
@@ -32,4 +37,15 @@ pub mod names {
     pub const UPSTREAM_UP: &str = "relief_gateway_upstream_up";
     /// Counter: calls the gateway refused because a district's concurrency limit was full.
     pub const DISTRICT_REJECTED: &str = "relief_gateway_district_rejected_total";
+    /// Gauge: client connections open, labelled `service`.
+    pub const CONNECTIONS_OPEN: &str = "relief_connections_open";
+    /// Counter: connections closed as soon as they were accepted because as many as allowed
+    /// were open, labelled `service`.
+    pub const CONNECTIONS_REJECTED: &str = "relief_connections_rejected_total";
+    /// Counter: connections the server closed itself, labelled `service` and `reason`
+    /// (`handshake_timeout`, `idle_timeout`, `stalled_response`).
+    pub const CONNECTIONS_CLOSED: &str = "relief_connections_closed_total";
+    /// Counter: responses reset because their reader read nothing for the stall timeout,
+    /// labelled `service`.
+    pub const STREAMS_STALLED: &str = "relief_streams_stalled_total";
 }

@@ -21,7 +21,7 @@ use relief_api::{
 };
 use relief_auth::Verifier;
 use relief_domain::{Clock, Role, Subject, SystemClock};
-use relief_observe::{MetricsEndpoint, ObserveLayer, metrics_endpoint, names};
+use relief_observe::{KnownLabels, MetricsEndpoint, ObserveLayer, metrics_endpoint, names};
 use relief_proto::v1::approval_service_server::ApprovalServiceServer;
 use relief_proto::v1::audit_service_server::AuditServiceServer;
 use relief_proto::v1::case_service_server::CaseServiceServer;
@@ -36,7 +36,6 @@ use relief_wire::{Limits, WireLayer};
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 pub use settings::Settings;
 
@@ -204,7 +203,14 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let s = &self.settings.server;
-        let ctx = ApiContext::new(self.store.clone(), self.clock.clone(), s.max_page_size);
+        // The metrics name the districts of the store; those created later are added by
+        // CreateDistrict here, or by the refresh for those created on other replicas.
+        let labels = KnownLabels::relief()?;
+        known_districts(&self.store, &labels).await?;
+        let ctx = ApiContext::new(self.store.clone(), self.clock.clone(), s.max_page_size)
+            .with_max_message_bytes(s.max_message_bytes)
+            .with_stream_limits(s.stream_limits())
+            .with_labels(labels.clone());
         let auth = AuthInterceptor::new(self.verifier.clone());
         let max = s.max_message_bytes;
         // Every service gets the same message limits and the same token check.
@@ -289,10 +295,13 @@ impl Application {
             self.store.clone(),
             self.clock.clone(),
         ));
+        let refresh = tokio::spawn(refresh_districts(self.store.clone(), labels.clone()));
 
-        let router = Server::builder()
+        let limits = s.conn_limits();
+        let router = relief_net::http2(Server::builder(), &limits)
             .timeout(Duration::from_millis(s.request_timeout_ms))
-            .layer(ObserveLayer::new("backend"))
+            .layer(relief_net::ConnLayer::new(limits.stall_timeout, "backend"))
+            .layer(ObserveLayer::new("backend", labels))
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
                 s.concurrency_limit,
             ))
@@ -316,8 +325,7 @@ impl Application {
             .add_service(sync);
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        // Small answers go out at once: no Nagle delay waiting for the client's ACK.
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let incoming = relief_net::Incoming::new(self.listener, limits, "backend");
         let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
             let _ = stop_rx.await;
         }));
@@ -340,6 +348,7 @@ impl Application {
         follow.abort();
         purge.abort();
         checkpoints.abort();
+        refresh.abort();
         let _ = metrics_stop.send(());
         if let Some(m) = metrics {
             let _ = m.await;
@@ -400,6 +409,35 @@ async fn sweep_checkpoints(store: &Store, clock: &dyn Clock) {
         Ok(0) => {}
         Ok(n) => tracing::info!(districts = n, "audit checkpoints signed for idle districts"),
         Err(e) => tracing::warn!(error = %e, "signing checkpoints of idle districts failed"),
+    }
+}
+
+/// How often the districts the metrics name are read again, for those created by other
+/// replicas.
+const DISTRICTS_REFRESH_EVERY: Duration = Duration::from_secs(60);
+
+/// Adds every district of the store to the districts the metrics name.
+async fn known_districts(store: &Store, labels: &KnownLabels) -> anyhow::Result<()> {
+    let mut after = None;
+    loop {
+        let page = store.list_districts(after.as_ref(), 1_000).await?;
+        labels.add_districts(page.iter().map(|d| d.id.as_str()));
+        match page.last() {
+            Some(last) if page.len() == 1_000 => after = Some(last.id.clone()),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Reads the store's districts into the metrics' labels now and then, until dropped.
+async fn refresh_districts(store: Store, labels: KnownLabels) {
+    let mut every = tokio::time::interval(DISTRICTS_REFRESH_EVERY);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        if let Err(e) = known_districts(&store, &labels).await {
+            tracing::warn!(error = %e, "reading the districts for the metrics failed");
+        }
     }
 }
 

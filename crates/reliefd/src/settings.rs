@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -81,6 +82,37 @@ pub struct ServerSettings {
     /// decoding); above every list limit of the services.
     #[serde(default = "default_max_repeated_elements")]
     pub max_repeated_elements: usize,
+    /// Client connections open at once; more are closed as soon as they are accepted.
+    #[serde(default = "default_connection_limit")]
+    pub connection_limit: usize,
+    /// How long a new connection may take to send the HTTP/2 preface or its first request.
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+    /// A connection with no call open on it for this long is closed.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Interval of HTTP/2 keepalive pings on each connection.
+    #[serde(default = "default_http2_keepalive_interval_ms")]
+    pub http2_keepalive_interval_ms: u64,
+    /// A connection whose keepalive ping goes unanswered this long is closed.
+    #[serde(default = "default_http2_keepalive_timeout_ms")]
+    pub http2_keepalive_timeout_ms: u64,
+    /// Calls open at once on one HTTP/2 connection.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
+    /// A response whose reader reads nothing for this long, while data waits for it, is
+    /// reset (RESOURCE_EXHAUSTED).
+    #[serde(default = "default_stream_stall_timeout_ms")]
+    pub stream_stall_timeout_ms: u64,
+    /// Bytes of changes (or export rows) a stream holds ready for its reader.
+    #[serde(default = "default_stream_buffer_bytes")]
+    pub stream_buffer_bytes: usize,
+    /// Streams (WatchChanges, StreamCaseExport) one caller may hold open at once.
+    #[serde(default = "default_max_streams_per_caller")]
+    pub max_streams_per_caller: usize,
+    /// Streams open at once about one district on this server.
+    #[serde(default = "default_max_streams_per_district")]
+    pub max_streams_per_district: usize,
 }
 
 fn default_health_check_interval_ms() -> u64 {
@@ -101,6 +133,46 @@ const MIN_REPEATED_ELEMENTS: usize = 200;
 
 fn default_watch_poll_ms() -> u64 {
     1_000
+}
+
+fn default_connection_limit() -> usize {
+    500
+}
+
+fn default_handshake_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_idle_timeout_ms() -> u64 {
+    300_000
+}
+
+fn default_http2_keepalive_interval_ms() -> u64 {
+    30_000
+}
+
+fn default_http2_keepalive_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_max_concurrent_streams() -> u32 {
+    1_024
+}
+
+fn default_stream_stall_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_stream_buffer_bytes() -> usize {
+    256 * 1024
+}
+
+fn default_max_streams_per_caller() -> usize {
+    8
+}
+
+fn default_max_streams_per_district() -> usize {
+    64
 }
 
 fn default_request_id_retention_days() -> u32 {
@@ -410,6 +482,71 @@ impl Settings {
                 format_args!("must be between {MIN_REPEATED_ELEMENTS} and 1000000"),
             ));
         }
+        let ranges: [(&str, u64, u64, u64); 7] = [
+            (
+                "server.connection_limit",
+                u64::try_from(s.connection_limit).unwrap_or(u64::MAX),
+                1,
+                100_000,
+            ),
+            (
+                "server.handshake_timeout_ms",
+                s.handshake_timeout_ms,
+                100,
+                600_000,
+            ),
+            ("server.idle_timeout_ms", s.idle_timeout_ms, 100, 86_400_000),
+            (
+                "server.http2_keepalive_interval_ms",
+                s.http2_keepalive_interval_ms,
+                100,
+                3_600_000,
+            ),
+            (
+                "server.http2_keepalive_timeout_ms",
+                s.http2_keepalive_timeout_ms,
+                100,
+                600_000,
+            ),
+            (
+                "server.max_concurrent_streams",
+                u64::from(s.max_concurrent_streams),
+                1,
+                10_000,
+            ),
+            (
+                "server.stream_stall_timeout_ms",
+                s.stream_stall_timeout_ms,
+                100,
+                3_600_000,
+            ),
+        ];
+        for (field, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(invalid(
+                    field,
+                    format_args!("must be between {min} and {max}"),
+                ));
+            }
+        }
+        if !(4 * 1024..=64 * 1024 * 1024).contains(&s.stream_buffer_bytes) {
+            return Err(invalid(
+                "server.stream_buffer_bytes",
+                "must be between 4 KiB and 64 MiB",
+            ));
+        }
+        if !(1..=10_000).contains(&s.max_streams_per_caller) {
+            return Err(invalid(
+                "server.max_streams_per_caller",
+                "must be between 1 and 10000",
+            ));
+        }
+        if !(1..=100_000).contains(&s.max_streams_per_district) {
+            return Err(invalid(
+                "server.max_streams_per_district",
+                "must be between 1 and 100000",
+            ));
+        }
         if !(1..=10_000).contains(&s.max_page_size) {
             return Err(invalid(
                 "server.max_page_size",
@@ -459,6 +596,30 @@ impl Settings {
             })?;
         }
         Ok(())
+    }
+}
+
+impl ServerSettings {
+    /// The bounds of each client connection.
+    pub fn conn_limits(&self) -> relief_net::ConnLimits {
+        relief_net::ConnLimits {
+            max_connections: self.connection_limit,
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            stall_timeout: Duration::from_millis(self.stream_stall_timeout_ms),
+            keepalive_interval: Duration::from_millis(self.http2_keepalive_interval_ms),
+            keepalive_timeout: Duration::from_millis(self.http2_keepalive_timeout_ms),
+            max_concurrent_streams: self.max_concurrent_streams,
+        }
+    }
+
+    /// The bounds of the server-streaming calls.
+    pub fn stream_limits(&self) -> relief_api::StreamLimits {
+        relief_api::StreamLimits {
+            per_caller: self.max_streams_per_caller,
+            per_district: self.max_streams_per_district,
+            buffer_bytes: self.stream_buffer_bytes,
+        }
     }
 }
 

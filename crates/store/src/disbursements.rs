@@ -554,6 +554,63 @@ impl Store {
             .collect()
     }
 
+    /// The cases of a fiscal year in id order after `after`, at most `limit`: the exports
+    /// read a year this way, a batch at a time.
+    pub async fn cases_of_year_after(
+        &self,
+        district: &DistrictId,
+        fiscal_year: i32,
+        after: Option<CaseId>,
+        limit: u64,
+    ) -> Result<Vec<CaseRecord>> {
+        let mut q = case::Entity::find()
+            .filter(case::Column::DistrictId.eq(district.as_str()))
+            .filter(case::Column::FiscalYear.eq(fiscal_year))
+            .order_by_asc(case::Column::Id)
+            .limit(limit);
+        if let Some(after) = after {
+            q = q.filter(case::Column::Id.gt(after.to_string()));
+        }
+        q.all(&self.db)
+            .await?
+            .into_iter()
+            .map(CaseRecord::from_row)
+            .collect()
+    }
+
+    /// The payments of a fiscal year in creation order (then id) after `after`, at most
+    /// `limit`: the export reads a year this way, a batch at a time.
+    pub async fn payments_of_year_after(
+        &self,
+        district: &DistrictId,
+        fiscal_year: i32,
+        after: Option<(DateTime<Utc>, String)>,
+        limit: u64,
+    ) -> Result<Vec<PaymentRecord>> {
+        let mut q = payment::Entity::find()
+            .filter(payment::Column::DistrictId.eq(district.as_str()))
+            .filter(payment::Column::FiscalYear.eq(fiscal_year))
+            .order_by_asc(payment::Column::CreatedAt)
+            .order_by_asc(payment::Column::Id)
+            .limit(limit);
+        if let Some((created_at, id)) = after {
+            q = q.filter(
+                sea_orm::Condition::any()
+                    .add(payment::Column::CreatedAt.gt(created_at))
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(payment::Column::CreatedAt.eq(created_at))
+                            .add(payment::Column::Id.gt(id)),
+                    ),
+            );
+        }
+        q.all(&self.db)
+            .await?
+            .into_iter()
+            .map(PaymentRecord::from_row)
+            .collect()
+    }
+
     /// The cases charged to a fiscal year, for ledger verification.
     pub async fn cases_of_year(
         &self,

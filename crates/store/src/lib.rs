@@ -197,6 +197,14 @@ impl Store {
         reads::events_after(&self.db, district, after_seq, limit).await
     }
 
+    /// The sequence number of the district's newest event; `None` before its first.
+    pub async fn latest_event_seq(
+        &self,
+        district: &relief_domain::DistrictId,
+    ) -> Result<Option<i64>> {
+        reads::latest_event_seq(&self.db, district).await
+    }
+
     /// The connection pool's use right now, for the operators' metrics.
     pub fn pool_status(&self) -> PoolStatus {
         let (open, idle, max) = match self.db.get_database_backend() {

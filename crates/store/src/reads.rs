@@ -231,3 +231,18 @@ pub(crate) async fn events_after<C: ConnectionTrait>(
         .map(EventRecord::from_row)
         .collect())
 }
+
+/// The sequence number of the district's newest event, if it has one.
+pub(crate) async fn latest_event_seq<C: ConnectionTrait>(
+    db: &C,
+    district: &DistrictId,
+) -> Result<Option<i64>> {
+    let newest: Option<Option<i64>> = event::Entity::find()
+        .select_only()
+        .column_as(event::Column::Seq.max(), "newest")
+        .filter(event::Column::DistrictId.eq(district.as_str()))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(newest.flatten())
+}

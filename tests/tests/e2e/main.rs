@@ -18,6 +18,7 @@ mod hostile_input;
 mod import_windows;
 mod imports;
 mod intake;
+mod limits;
 mod payments;
 mod privacy;
 mod reports;
