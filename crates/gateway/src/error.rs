@@ -30,6 +30,10 @@ pub enum GatewayError {
     Busy { district: String, limit: usize },
     #[error("no backend is available for this city-wide call")]
     NoneAvailable,
+    /// The caller's deadline passed while the call was with the backend; answered as a
+    /// backend answers its own expired deadline.
+    #[error("Timeout expired")]
+    DeadlineExpired,
 }
 
 /// How long a caller refused for a busy district is asked to wait.
@@ -81,6 +85,7 @@ impl From<GatewayError> for Status {
                 ErrorDetails::with_retry_info(Some(BUSY_RETRY)),
             ),
             GatewayError::NoneAvailable => Status::unavailable(message),
+            GatewayError::DeadlineExpired => Status::cancelled(message),
         }
     }
 }

@@ -107,13 +107,14 @@ impl Shared {
                 .find(|u| u.is_up())
                 .cloned()
                 .ok_or(GatewayError::NoneAvailable)?;
-            return forward(&upstream, req)
-                .await
-                .map_err(|reason| GatewayError::Unavailable {
+            return forward(&upstream, req).await.map_err(|e| match e {
+                Forward::DeadlineExpired => GatewayError::DeadlineExpired,
+                Forward::Failed(reason) => GatewayError::Unavailable {
                     district: "-".to_owned(),
                     upstream: upstream.name.clone(),
                     reason,
-                });
+                },
+            });
         }
         let claims = self.verify(req.headers())?;
         let labels = req.extensions().get::<CallLabels>().cloned();
@@ -163,7 +164,10 @@ impl Shared {
                 });
             }
         };
-        let response = forward(&route.upstream, req).await.map_err(unavailable)?;
+        let response = forward(&route.upstream, req).await.map_err(|e| match e {
+            Forward::DeadlineExpired => GatewayError::DeadlineExpired,
+            Forward::Failed(reason) => unavailable(reason),
+        })?;
         Ok(response.map(|inner| {
             Body::new(Held {
                 inner,
@@ -182,21 +186,38 @@ impl Shared {
     }
 }
 
+/// Why a call could not be forwarded.
+enum Forward {
+    /// The caller's deadline (`grpc-timeout`) passed before the upstream answered.
+    DeadlineExpired,
+    /// The upstream could not be reached or broke the call off.
+    Failed(String),
+}
+
 /// Sends the call to `upstream` as it came, and returns the upstream's answer as it comes.
 async fn forward(
     upstream: &Upstream,
     req: Request<axum::body::Body>,
-) -> Result<Response<Body>, String> {
+) -> Result<Response<Body>, Forward> {
     let (mut parts, body) = req.into_parts();
     for h in &HOP_BY_HOP {
         parts.headers.remove(h);
     }
     let req = Request::from_parts(parts, Body::new(body));
     upstream.channel.clone().oneshot(req).await.map_err(|e| {
+        // The channel enforces the caller's deadline itself; its expiry is the caller's
+        // deadline, not a fault of the upstream.
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = source {
+            if err.is::<tonic::TimeoutExpired>() {
+                return Forward::DeadlineExpired;
+            }
+            source = err.source();
+        }
         let reason =
             std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| format!("{e}: {s}"));
         tracing::warn!(upstream = %upstream.name, error = %reason, "forwarding failed");
-        reason
+        Forward::Failed(reason)
     })
 }
 
