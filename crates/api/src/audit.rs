@@ -130,6 +130,7 @@ impl AuditApi {
             .as_ref()
             .map(|c| caller_checkpoint(&district, c, self.ctx.store.audit_signer()))
             .transpose()?;
+        let _place = self.ctx.heavy_read().await?;
         let report = self
             .ctx
             .store

@@ -908,6 +908,7 @@ impl LedgerApi {
     ) -> ApiResult<pb::VerifyLedgerResponse> {
         let district = require_reader(&caller)?;
         let year = check_fiscal_year(req.fiscal_year)?;
+        let _place = self.ctx.heavy_read().await?;
         let store = &self.ctx.store;
         let rules_allocated = store
             .district(&district)

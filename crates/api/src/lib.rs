@@ -37,6 +37,9 @@ pub use streams::StreamLimits;
 use streams::StreamSlots;
 pub use sync::SyncApi;
 
+/// Heavy reads at once when the configuration says nothing.
+pub const DEFAULT_HEAVY_READS: usize = 2;
+
 /// The longest request id a client may send.
 pub const MAX_REQUEST_ID_CHARS: usize = 64;
 
@@ -55,6 +58,10 @@ pub struct ApiContext {
     streams: StreamSlots,
     /// The districts the metrics name; a district created here is added to them.
     labels: KnownLabels,
+    /// Places for the reads that go over a district's whole year or history (chain and
+    /// ledger verification, exports, indicators): a few at a time, so that many of them do
+    /// not take every database connection and every core from the other calls.
+    heavy_reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl ApiContext {
@@ -67,7 +74,23 @@ impl ApiContext {
             max_message_bytes: 4 * 1024 * 1024,
             streams: StreamSlots::default(),
             labels: KnownLabels::default(),
+            heavy_reads: Arc::new(tokio::sync::Semaphore::new(DEFAULT_HEAVY_READS)),
         }
+    }
+
+    /// The same context running at most `n` heavy reads at once; more wait in line.
+    pub fn with_heavy_read_limit(mut self, n: usize) -> Self {
+        self.heavy_reads = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        self
+    }
+
+    /// Waits for a place among the heavy reads, held until the permit is dropped.
+    pub(crate) async fn heavy_read(&self) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+        self.heavy_reads
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::Internal("the heavy-read line is closed".to_owned()))
     }
 
     /// The same context answering with at most `max_message_bytes` per message.

@@ -408,6 +408,7 @@ impl ReportApi {
     ) -> ApiResult<pb::GetIndicatorsResponse> {
         let year = check_year(req.fiscal_year)?;
         let d = self.district_for_read(&caller).await?;
+        let _place = self.ctx.heavy_read().await?;
         let (ind, _) = self.figures(&d, year).await?;
         Ok(pb::GetIndicatorsResponse {
             indicators: Some(indicators_to_pb(&ind)),
@@ -421,6 +422,7 @@ impl ReportApi {
     ) -> ApiResult<pb::RenderSelfEvaluationResponse> {
         let year = check_year(req.fiscal_year)?;
         let d = self.district_for_read(&caller).await?;
+        let _place = self.ctx.heavy_read().await?;
         let (ind, s) = self.figures(&d, year).await?;
         let narrative = self.ctx.store.narrative(&d.id, year).await?;
         Ok(pb::RenderSelfEvaluationResponse {
@@ -490,6 +492,7 @@ impl ReportApi {
     ) -> ApiResult<pb::ExportCasesResponse> {
         let year = check_year(req.fiscal_year)?;
         let d = self.district_for_read(&caller).await?;
+        let _place = self.ctx.heavy_read().await?;
         let max = self.ctx.max_message_bytes;
         let mut text = CsvText::new(Some(&CASE_COLUMNS))?;
         let mut after = None;
@@ -553,6 +556,7 @@ impl ReportApi {
     ) -> ApiResult<pb::ExportPaymentsResponse> {
         let year = check_year(req.fiscal_year)?;
         let d = self.district_for_read(&caller).await?;
+        let _place = self.ctx.heavy_read().await?;
         let max = self.ctx.max_message_bytes;
         let mut text = CsvText::new(Some(&PAYMENT_COLUMNS))?;
         let mut after = None;
@@ -591,6 +595,7 @@ impl ReportApi {
             ));
         }
         let year = check_year(req.fiscal_year)?;
+        let _place = self.ctx.heavy_read().await?;
         let mut districts = Vec::new();
         let mut after = None;
         loop {

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use relief_domain::Role;
 use relief_proto::v1 as pb;
-use relief_proto::v1::approval_service_client::ApprovalServiceClient;
 use relief_proto::v1::audit_service_client::AuditServiceClient;
 use relief_proto::v1::case_service_client::CaseServiceClient;
 use relief_proto::v1::report_service_client::ReportServiceClient;
@@ -46,6 +45,16 @@ pub struct HostileArgs {
     /// The `reliefd` binary; next to this one by default.
     #[arg(long)]
     pub reliefd: Option<PathBuf>,
+    /// Settings for the backend, as `RELIEF_SERVER_KEY=value` environment variables (for
+    /// example `RELIEF_SERVER_MAX_STREAMS_PER_DISTRICT=256`, to hold every idle stream).
+    #[arg(long = "backend-env", value_parser = parse_env)]
+    pub backend_env: Vec<(String, String)>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s}: expected KEY=value"))
 }
 
 /// The attacks, in the order they run.
@@ -93,7 +102,15 @@ async fn run_on(
     label: &str,
     args: &HostileArgs,
 ) -> anyhow::Result<()> {
-    let backend = Server::backend(reliefd, dir, database_url, "warn").await?;
+    let extra: Vec<(&str, String)> = args
+        .backend_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let backend = Server::backend_with(reliefd, dir, database_url, "warn", &extra).await?;
+    for (k, v) in &args.backend_env {
+        println!("backend setting: {k}={v}");
+    }
     let people = People::of_district(DISTRICT)?;
     let seeded = seed(&backend, &people, args.cases).await?;
     let gateway = start_gateway(reliefd, dir, &backend).await?;
@@ -377,20 +394,25 @@ enum RepeatedField {
 }
 
 /// Four callers at a time sending a message of just under 1 MiB whose repeated field holds
-/// hundreds of thousands of empty elements, for the whole hold.
+/// hundreds of thousands of empty elements, for the whole hold. The message is encoded once
+/// and sent as bytes, so the client's own work does not crowd the machine.
 async fn repeated_field(ctx: Ctx, field: RepeatedField) -> anyhow::Result<String> {
-    let (bytes, elements) = match field {
+    let (path, token, body, elements) = match field {
         RepeatedField::Attachments => {
-            let app = pb::Application {
-                attachments: vec![pb::Attachment::default(); 500_000],
-                ..Default::default()
-            };
             let msg = pb::CreateCaseRequest {
                 request_id: "hostile-attachments".to_owned(),
-                application: Some(app),
+                application: Some(pb::Application {
+                    attachments: vec![pb::Attachment::default(); 500_000],
+                    ..Default::default()
+                }),
                 ..Default::default()
             };
-            (prost::Message::encoded_len(&msg), 500_000)
+            (
+                "/relief.v1.CaseService/CreateCase",
+                ctx.people.applicant.clone(),
+                prost::Message::encode_to_vec(&msg),
+                500_000,
+            )
         }
         RepeatedField::Attendees => {
             let msg = pb::OpenMeetingRequest {
@@ -399,48 +421,28 @@ async fn repeated_field(ctx: Ctx, field: RepeatedField) -> anyhow::Result<String
                 attendees: vec![String::new(); 200_000],
                 ..Default::default()
             };
-            (prost::Message::encoded_len(&msg), 200_000)
+            (
+                "/relief.v1.ApprovalService/OpenMeeting",
+                ctx.people.office.clone(),
+                prost::Message::encode_to_vec(&msg),
+                200_000,
+            )
         }
     };
+    let body = bytes::Bytes::from(body);
     let deadline = Instant::now() + ctx.hold;
     let largest_answer = Arc::new(AtomicU64::new(0));
     let slowest_us = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let channel = connect(ctx.target_addr, false).await?;
-        let people = ctx.people.clone();
+        let (body, token) = (body.clone(), token.clone());
         let (largest, slowest) = (largest_answer.clone(), slowest_us.clone());
         tasks.push(tokio::spawn(async move {
             let mut codes = Codes::default();
-            let mut cases = CaseServiceClient::new(channel.clone());
-            let mut approvals = ApprovalServiceClient::new(channel);
             while Instant::now() < deadline {
                 let t = Instant::now();
-                let r = match field {
-                    RepeatedField::Attachments => {
-                        let app = pb::Application {
-                            attachments: vec![pb::Attachment::default(); 500_000],
-                            ..Default::default()
-                        };
-                        let mut req = tonic::Request::new(pb::CreateCaseRequest {
-                            request_id: "hostile-attachments".to_owned(),
-                            application: Some(app),
-                            ..Default::default()
-                        });
-                        bearer(&mut req, &people.applicant);
-                        cases.create_case(req).await.map(|_| ())
-                    }
-                    RepeatedField::Attendees => {
-                        let mut req = tonic::Request::new(pb::OpenMeetingRequest {
-                            request_id: "hostile-attendees".to_owned(),
-                            meeting_date: "2022-06-15".to_owned(),
-                            attendees: vec![String::new(); 200_000],
-                            ..Default::default()
-                        });
-                        bearer(&mut req, &people.office);
-                        approvals.open_meeting(req).await.map(|_| ())
-                    }
-                };
+                let r = send_raw(channel.clone(), path, &token, body.clone()).await;
                 slowest.fetch_max(micros(t.elapsed()), Ordering::Relaxed);
                 if let Err(s) = &r {
                     let size = s.message().len() + s.details().len();
@@ -457,10 +459,73 @@ async fn repeated_field(ctx: Ctx, field: RepeatedField) -> anyhow::Result<String
     }
     Ok(format!(
         "{elements} elements in {:.2} MiB, 4 callers: {codes}; largest error {} B, slowest {:.0} ms",
-        bytes as f64 / 1048576.0,
+        body.len() as f64 / 1048576.0,
         largest_answer.load(Ordering::Relaxed),
         slowest_us.load(Ordering::Relaxed) as f64 / 1000.0
     ))
+}
+
+/// One unary call with `body` sent as it is.
+async fn send_raw(
+    channel: Channel,
+    path: &'static str,
+    token: &str,
+    body: bytes::Bytes,
+) -> Result<bytes::Bytes, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut req = tonic::Request::new(body);
+    bearer(&mut req, token);
+    let path = http::uri::PathAndQuery::from_static(path);
+    Ok(grpc.unary(req, path, RawCodec).await?.into_inner())
+}
+
+/// Bytes in, bytes out: a request encoded once, sent many times.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = bytes::Bytes;
+    type Decode = bytes::Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: bytes::Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<bytes::Bytes>, tonic::Status> {
+        let n = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, n)))
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -95,20 +95,25 @@ impl Server {
         database_url: &str,
         log_filter: &str,
     ) -> anyhow::Result<Server> {
+        Self::backend_with(reliefd, dir, database_url, log_filter, &[]).await
+    }
+
+    /// [`Server::backend`] with more environment variables (settings).
+    pub async fn backend_with(
+        reliefd: &Path,
+        dir: &Path,
+        database_url: &str,
+        log_filter: &str,
+        extra_env: &[(&str, String)],
+    ) -> anyhow::Result<Server> {
         let addr = free_addr()?;
-        Server::start(
-            reliefd,
-            "backend",
-            dir,
-            addr,
-            &["serve"],
-            &[
-                ("RELIEF_SERVER_LISTEN", addr.to_string()),
-                ("RELIEF_DATABASE_URL", database_url.to_owned()),
-                ("RELIEF_LOG_FILTER", log_filter.to_owned()),
-            ],
-        )
-        .await
+        let mut env = vec![
+            ("RELIEF_SERVER_LISTEN", addr.to_string()),
+            ("RELIEF_DATABASE_URL", database_url.to_owned()),
+            ("RELIEF_LOG_FILTER", log_filter.to_owned()),
+        ];
+        env.extend(extra_env.iter().cloned());
+        Server::start(reliefd, "backend", dir, addr, &["serve"], &env).await
     }
 
     /// `reliefd gateway` routing `district` to `backend`; `threads` sets its runtime's

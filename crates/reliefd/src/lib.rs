@@ -210,6 +210,7 @@ impl Application {
         let ctx = ApiContext::new(self.store.clone(), self.clock.clone(), s.max_page_size)
             .with_max_message_bytes(s.max_message_bytes)
             .with_stream_limits(s.stream_limits())
+            .with_heavy_read_limit(s.max_concurrent_heavy_reads)
             .with_labels(labels.clone());
         let auth = AuthInterceptor::new(self.verifier.clone());
         let max = s.max_message_bytes;

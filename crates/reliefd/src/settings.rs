@@ -78,6 +78,10 @@ pub struct ServerSettings {
     /// How long a probe of the database may take before it counts as unreachable.
     #[serde(default = "default_health_check_timeout_ms")]
     pub health_check_timeout_ms: u64,
+    /// Reads over a district's whole year or history (chain and ledger verification,
+    /// exports, indicators, the report, the city comparison) run at once; more wait in line.
+    #[serde(default = "default_max_concurrent_heavy_reads")]
+    pub max_concurrent_heavy_reads: usize,
     /// The most elements a repeated field of a request may have (counted on the wire, before
     /// decoding); above every list limit of the services.
     #[serde(default = "default_max_repeated_elements")]
@@ -113,6 +117,10 @@ pub struct ServerSettings {
     /// Streams open at once about one district on this server.
     #[serde(default = "default_max_streams_per_district")]
     pub max_streams_per_district: usize,
+}
+
+fn default_max_concurrent_heavy_reads() -> usize {
+    relief_api::DEFAULT_HEAVY_READS
 }
 
 fn default_health_check_interval_ms() -> u64 {
@@ -462,6 +470,12 @@ impl Settings {
             return Err(invalid(
                 "server.watch_poll_ms",
                 "must be between 10 and 600000",
+            ));
+        }
+        if !(1..=64).contains(&s.max_concurrent_heavy_reads) {
+            return Err(invalid(
+                "server.max_concurrent_heavy_reads",
+                "must be between 1 and 64",
             ));
         }
         if !(50..=60_000).contains(&s.health_check_interval_ms) {
