@@ -26,7 +26,7 @@ use crate::auth::{Caller, CaseVisibility};
 use crate::cases::{check_version, handle, move_to, parse_case_id, visible};
 use crate::convert::{case_to_pb, role_from_pb, role_to_pb, timestamp};
 use crate::error::{ApiError, ApiResult};
-use crate::paging::{decode_offset, next_offset_page};
+use crate::paging::ListKey;
 use crate::{ApiContext, Begun, Locking, commit};
 
 const MAX_OPINION_CHARS: usize = 2000;
@@ -464,7 +464,8 @@ impl ApprovalApi {
     ) -> ApiResult<pb::ListMyTasksResponse> {
         let district = caller.district()?.clone();
         let limit = self.ctx.page_size(req.page_size)?;
-        let offset = decode_offset("task", &req.page_token)?;
+        let key = ListKey::of(district.as_str(), &req);
+        let offset = key.offset(&req.page_token)?;
         let now = self.ctx.clock.now();
         let roles: Vec<Role> = caller
             .claims()
@@ -494,7 +495,7 @@ impl ApprovalApi {
                 delegated.insert(d.role, d.delegator_subject);
             }
         }
-        let next_page_token = next_offset_page(&mut rows, "task", offset, limit);
+        let next_page_token = key.next_offset_page(&mut rows, offset, limit);
         Ok(pb::ListMyTasksResponse {
             tasks: self.tasks(&caller, rows, &delegated).await?,
             next_page_token,
@@ -513,13 +514,14 @@ impl ApprovalApi {
             ));
         }
         let limit = self.ctx.page_size(req.page_size)?;
-        let offset = decode_offset("overdue", &req.page_token)?;
+        let key = ListKey::of(district.as_str(), &req);
+        let offset = key.offset(&req.page_token)?;
         let mut rows = self
             .ctx
             .store
             .overdue_cases(&district, self.ctx.clock.now(), offset, limit + 1)
             .await?;
-        let next_page_token = next_offset_page(&mut rows, "overdue", offset, limit);
+        let next_page_token = key.next_offset_page(&mut rows, offset, limit);
         Ok(pb::ListOverdueResponse {
             tasks: self.tasks(&caller, rows, &HashMap::new()).await?,
             next_page_token,
@@ -698,13 +700,14 @@ impl ApprovalApi {
             ));
         }
         let limit = self.ctx.page_size(req.page_size)?;
-        let offset = decode_offset("delegation", &req.page_token)?;
+        let key = ListKey::of(district.as_str(), &req);
+        let offset = key.offset(&req.page_token)?;
         let mut rows = self
             .ctx
             .store
             .delegations(&district, offset, limit + 1)
             .await?;
-        let next_page_token = next_offset_page(&mut rows, "delegation", offset, limit);
+        let next_page_token = key.next_offset_page(&mut rows, offset, limit);
         Ok(pb::ListDelegationsResponse {
             delegations: rows.iter().map(delegation_to_pb).collect(),
             next_page_token,

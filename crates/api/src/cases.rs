@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::{Caller, CaseVisibility};
 use crate::convert::{application_from_pb, case_to_pb, state_from_pb};
 use crate::error::{ApiError, ApiResult};
-use crate::paging::{decode_token, encode_token};
+use crate::paging::ListKey;
 use crate::{ApiContext, Begun, commit};
 
 /// The longest recipient-name search text.
@@ -192,13 +192,8 @@ impl CaseApi {
         let visibility = caller.case_visibility()?;
         let mut violations = Vec::new();
         let limit = self.ctx.page_size(req.page_size)?;
-        let before = decode_token("case", &req.page_token)?
-            .map(|c| {
-                CaseId::parse(&c).map_err(|_| {
-                    ApiError::invalid("page_token", "is not a page token from this list")
-                })
-            })
-            .transpose()?;
+        let key = ListKey::of(district.as_str(), &req);
+        let before = key.cursor_as(&req.page_token, CaseId::parse)?;
         let state = state_from_pb(req.state, "state").unwrap_or_else(|v| {
             violations.push(v);
             None
@@ -247,7 +242,7 @@ impl CaseApi {
         let next_page_token = if rows.len() as u64 > limit {
             rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
             rows.last()
-                .map(|c| encode_token("case", &c.id.to_string()))
+                .map(|c| key.token(&c.id.to_string()))
                 .unwrap_or_default()
         } else {
             String::new()

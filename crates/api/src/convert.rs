@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 use relief_domain::case::{
     Attachment, MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS, MAX_LINE_CHARS, MAX_NAME_CHARS,
-    MAX_TEXT_CHARS, PetitionRef, ReceivingUnit, Recipient, Seal,
+    MAX_REQUESTED_FEN, MAX_TEXT_CHARS, PetitionRef, ReceivingUnit, Recipient, Seal,
+    requested_amount_problem,
 };
 use relief_domain::privacy::{Field, View};
 use relief_domain::rules::{
@@ -369,6 +370,12 @@ pub fn application_from_pb(app: Option<&pb::Application>) -> Result<Application,
             Money::from_fen(a.requested_amount_fen),
         )
         .unwrap_or(Money::ZERO);
+    if requested_amount.fen() > MAX_REQUESTED_FEN {
+        // A draft may still be incomplete (zero), but never above the hard ceiling.
+        if let Some(problem) = requested_amount_problem(requested_amount, None) {
+            v.add(f("requested_amount_fen"), problem);
+        }
+    }
     v.text(
         &f("implementing_unit"),
         &a.implementing_unit,

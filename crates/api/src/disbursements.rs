@@ -26,7 +26,7 @@ use crate::auth::{Caller, CaseVisibility};
 use crate::cases::{handle, move_to, parse_case_id, visible};
 use crate::convert::{application_from_pb, case_to_pb, timestamp};
 use crate::error::{ApiError, ApiResult};
-use crate::paging::{decode_offset, next_offset_page};
+use crate::paging::ListKey;
 use crate::{ApiContext, Begun, commit};
 
 const DATE: &str = "%Y-%m-%d";
@@ -643,7 +643,8 @@ impl DisbursementApi {
     ) -> ApiResult<pb::ListPaymentsResponse> {
         let district = require_reader(&caller)?;
         let limit = self.ctx.page_size(req.page_size)?;
-        let offset = decode_offset("payment", &req.page_token)?;
+        let key = ListKey::of(district.as_str(), &req);
+        let offset = key.offset(&req.page_token)?;
         let case = match req.case_id.as_str() {
             "" => None,
             s => Some(parse_case_id(s)?),
@@ -657,7 +658,7 @@ impl DisbursementApi {
             .store
             .payments(&district, case, year, offset, limit + 1)
             .await?;
-        let next_page_token = next_offset_page(&mut rows, "payment", offset, limit);
+        let next_page_token = key.next_offset_page(&mut rows, offset, limit);
         let views = payment_views(&self.ctx, &caller, &district, &rows).await?;
         Ok(pb::ListPaymentsResponse {
             payments: rows
@@ -871,7 +872,8 @@ impl LedgerApi {
         let district = require_reader(&caller)?;
         let year = check_fiscal_year(req.fiscal_year)?;
         let limit = self.ctx.page_size(req.page_size)?;
-        let offset = decode_offset("ledger", &req.page_token)?;
+        let key = ListKey::of(district.as_str(), &req);
+        let offset = key.offset(&req.page_token)?;
         let balance = self.ctx.store.budget_balance(&district, year).await?;
         let closed = self.ctx.store.year_closed(&district, year).await?;
         let mut balance = balance_to_pb(year, &balance, closed);
@@ -882,7 +884,7 @@ impl LedgerApi {
             .store
             .ledger_entries(&district, year, offset, limit + 1)
             .await?;
-        let next_page_token = next_offset_page(&mut rows, "ledger", offset, limit);
+        let next_page_token = key.next_offset_page(&mut rows, offset, limit);
         Ok(pb::GetBudgetResponse {
             balance: Some(balance),
             entries: rows
@@ -1158,13 +1160,14 @@ impl FollowUpApi {
             s => parse_date("due_on_or_before", s)?,
         };
         let limit = self.ctx.page_size(req.page_size)?;
-        let offset = decode_offset("follow_up", &req.page_token)?;
+        let key = ListKey::of(district.as_str(), &req);
+        let offset = key.offset(&req.page_token)?;
         let mut rows = self
             .ctx
             .store
             .due_follow_ups(&district, due_by, offset, limit + 1)
             .await?;
-        let next_page_token = next_offset_page(&mut rows, "follow_up", offset, limit);
+        let next_page_token = key.next_offset_page(&mut rows, offset, limit);
         Ok(pb::ListDueFollowUpsResponse {
             follow_ups: rows.iter().map(follow_up_to_pb).collect(),
             next_page_token,

@@ -10,7 +10,7 @@ use crate::auth::Caller;
 use crate::cases::handle;
 use crate::convert::{district_to_pb, rules_from_pb, rules_to_pb, timestamp};
 use crate::error::{ApiError, ApiResult};
-use crate::paging::{decode_token, encode_token};
+use crate::paging::ListKey;
 use crate::{ApiContext, Begun, commit};
 
 const MAX_DISTRICT_NAME_CHARS: usize = 64;
@@ -55,13 +55,8 @@ impl DistrictApi {
         req: pb::ListDistrictsRequest,
     ) -> ApiResult<pb::ListDistrictsResponse> {
         let limit = self.ctx.page_size(req.page_size)?;
-        let after = decode_token("district", &req.page_token)?
-            .map(|c| {
-                DistrictId::parse(&c).map_err(|_| {
-                    ApiError::invalid("page_token", "is not a page token from this list")
-                })
-            })
-            .transpose()?;
+        let key = ListKey::of("", &req);
+        let after = key.cursor_as(&req.page_token, DistrictId::parse)?;
         if !(caller.is_city() && caller.has_role(Role::CityAdmin)) {
             // Everyone but the city administrator sees the district it acts in, only.
             let own = caller.district()?;
@@ -83,7 +78,7 @@ impl DistrictApi {
         let next_page_token = if rows.len() as u64 > limit {
             rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
             rows.last()
-                .map(|d| encode_token("district", d.id.as_str()))
+                .map(|d| key.token(d.id.as_str()))
                 .unwrap_or_default()
         } else {
             String::new()

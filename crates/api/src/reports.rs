@@ -180,6 +180,22 @@ fn csv_error(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(format!("csv: {e}"))
 }
 
+/// A cell as a spreadsheet may safely open it (OWASP's rule against CSV injection): text
+/// that starts with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, so
+/// a spreadsheet shows it as text instead of running it as a formula. Whole numbers
+/// (a negative amount) are left as they are.
+fn neutralised(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = cell
+        .chars()
+        .next()
+        .is_some_and(|c| matches!(c, '=' | '+' | '-' | '@' | '\t' | '\r'));
+    if risky && cell.parse::<i64>().is_err() {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
 /// CSV text written a row at a time, its size known as it grows.
 struct CsvText {
     writer: csv::Writer<Vec<u8>>,
@@ -196,7 +212,12 @@ impl CsvText {
     }
 
     fn push(&mut self, row: &[String]) -> ApiResult<()> {
-        self.writer.write_record(row).map_err(csv_error)?;
+        for cell in row {
+            self.writer
+                .write_field(neutralised(cell).as_bytes())
+                .map_err(csv_error)?;
+        }
+        self.writer.write_record(None::<&[u8]>).map_err(csv_error)?;
         self.rows += 1;
         Ok(())
     }

@@ -19,7 +19,7 @@ use crate::ApiContext;
 use crate::auth::Caller;
 use crate::convert::timestamp;
 use crate::error::{ApiError, ApiResult};
-use crate::paging::{decode_token, encode_token};
+use crate::paging::{decode_cursor as decode_feed, encode_cursor};
 
 #[derive(Debug, Clone)]
 pub struct SyncApi {
@@ -79,13 +79,13 @@ impl SyncApi {
 }
 
 fn cursor(district: &DistrictId, seq: i64) -> String {
-    encode_token("change", &format!("{district}:{seq}"))
+    encode_cursor("change", &format!("{district}:{seq}"))
 }
 
 /// The sequence number after which to read; 0 for the beginning.
 fn decode_cursor(district: &DistrictId, token: &str) -> ApiResult<i64> {
     let bad = || ApiError::invalid("after_cursor", "is not a cursor of this district's feed");
-    let Some(c) = decode_token("change", token).map_err(|_| bad())? else {
+    let Some(c) = decode_feed("change", token).ok_or_else(bad)? else {
         return Ok(0);
     };
     let (d, seq) = c.split_once(':').ok_or_else(bad)?;

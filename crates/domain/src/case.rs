@@ -21,6 +21,29 @@ pub const MAX_TEXT_CHARS: usize = 4000;
 pub const MAX_ATTACHMENTS: usize = 50;
 /// The largest attachment the bureau accepts: 50 MiB.
 pub const MAX_ATTACHMENT_BYTES: u64 = 50 * 1024 * 1024;
+/// The most any one application may ask for, whatever the district's budget: 10,000,000
+/// yuan. A submitted application is bounded by its fiscal year's whole budget as well.
+pub const MAX_REQUESTED_FEN: i64 = 10_000_000 * crate::money::FEN_PER_YUAN;
+
+/// Why a requested amount cannot be right, if it cannot: not positive, above
+/// [`MAX_REQUESTED_FEN`], or above `budget` (the fiscal year's whole allocation) when known.
+pub fn requested_amount_problem(amount: Money, budget: Option<Money>) -> Option<String> {
+    if amount.is_zero() {
+        return Some("must be positive".to_owned());
+    }
+    if amount.fen() > MAX_REQUESTED_FEN {
+        return Some(format!(
+            "must be at most {}, the most one application may ask for",
+            Money::from_fen(MAX_REQUESTED_FEN).unwrap_or(Money::ZERO)
+        ));
+    }
+    match budget {
+        Some(budget) if amount > budget => Some(format!(
+            "must be at most the fiscal year's whole budget of {budget}"
+        )),
+        _ => None,
+    }
+}
 
 /// The recipient (救助对象).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -148,8 +171,12 @@ pub fn check_submission(
         }
         Some(_) => {}
     }
-    if app.requested_amount.is_zero() {
-        v.add(f("requested_amount_fen"), "must be positive");
+    let budget = app
+        .fiscal_year
+        .and_then(|y| rules.budget_for(y))
+        .map(|b| b.allocated);
+    if let Some(problem) = requested_amount_problem(app.requested_amount, budget) {
+        v.add(f("requested_amount_fen"), problem);
     }
     v.text(
         &f("implementing_unit"),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
-use relief_api::paging::encode_token;
+use relief_api::paging::ListKey;
 use relief_observe::REQUEST_ID_HEADER;
 use relief_proto::v1 as pb;
 use relief_proto::v1::district_service_client::DistrictServiceClient;
@@ -228,7 +228,7 @@ async fn list_districts(
         more = true;
     }
     let next_page_token = match districts.last() {
-        Some(last) if more => encode_token("district", &last.district_id),
+        Some(last) if more => ListKey::of("", &message).token(&last.district_id),
         _ => String::new(),
     };
     Ok(tonic::Response::new(pb::ListDistrictsResponse {

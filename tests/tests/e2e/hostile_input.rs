@@ -360,7 +360,7 @@ async fn a_message_over_the_size_limit_is_resource_exhausted(backend: Backend) {
 
 /// Sends bytes as they are, as a client with no notion of protobuf would.
 #[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
+pub(crate) struct RawCodec;
 
 impl Codec for RawCodec {
     type Encode = Vec<u8>;

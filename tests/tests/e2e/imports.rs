@@ -190,7 +190,8 @@ async fn bad_records_leave_nothing_behind(backend: Backend) {
     {
         r.resident_id_number = String::new();
     }
-    // More than the year's budget (1,280,000 yuan).
+    // More than the year's budget (1,280,000 yuan): the application asks for more than
+    // any case of the year may.
     let mut too_much = record(7);
     if let Some(a) = too_much.application.as_mut() {
         a.requested_amount_fen = 200_000_000;
@@ -235,7 +236,7 @@ async fn bad_records_leave_nothing_behind(backend: Backend) {
     assert_eq!(fields(4), ["external_id"]);
     assert_eq!(fields(5), ["decisions[0].decide_time"]);
     assert_eq!(fields(6), ["application.recipient.resident_id_number"]);
-    assert_eq!(fields(7), ["payment.amount_fen"]);
+    assert_eq!(fields(7), ["application.requested_amount_fen"]);
     assert_eq!(fields(8), ["external_id"]);
     let s = answer.summary.unwrap();
     assert_eq!((s.received, s.imported, s.invalid), (9, 1, 8));

@@ -9,9 +9,11 @@
 mod approvals;
 mod auth;
 mod concurrency;
+mod crafted;
 mod demo;
 mod districts;
 mod events;
+mod fuzz;
 mod gateway;
 mod health;
 mod hostile_input;
