@@ -62,12 +62,36 @@ pub struct ApiContext {
     /// ledger verification, exports, indicators): a few at a time, so that many of them do
     /// not take every database connection and every core from the other calls.
     heavy_reads: Arc<tokio::sync::Semaphore>,
+    /// Places for the database reads of server streams (a watcher's next changes, an
+    /// export's next rows): a quarter of the connection pool, so that streams, however many,
+    /// always leave connections to the calls.
+    stream_reads: StreamReads,
+}
+
+/// The line server streams wait in to read the database (see [`ApiContext`]).
+#[derive(Debug, Clone)]
+pub(crate) struct StreamReads(Arc<tokio::sync::Semaphore>);
+
+impl StreamReads {
+    /// A quarter of a pool of `pool` connections, at least one.
+    fn for_pool(pool: u32) -> Self {
+        let places = usize::try_from(pool / 4).unwrap_or(1).max(1);
+        Self(Arc::new(tokio::sync::Semaphore::new(places)))
+    }
+
+    /// Waits for a place, held until the permit is dropped.
+    pub(crate) async fn place(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.0
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::Internal("the stream-read line is closed".to_owned()))
+    }
 }
 
 impl ApiContext {
     pub fn new(store: Store, clock: Arc<dyn Clock>, max_page_size: u32) -> Self {
         Self {
-            store,
             clock,
             default_page_size: 50.min(max_page_size),
             max_page_size,
@@ -75,6 +99,8 @@ impl ApiContext {
             streams: StreamSlots::default(),
             labels: KnownLabels::default(),
             heavy_reads: Arc::new(tokio::sync::Semaphore::new(DEFAULT_HEAVY_READS)),
+            stream_reads: StreamReads::for_pool(store.pool_status().max),
+            store,
         }
     }
 

@@ -321,6 +321,7 @@ type CaseExportStream =
 /// reader takes the chunks.
 struct CaseExport {
     store: Store,
+    reads: crate::StreamReads,
     district: DistrictId,
     year: i32,
     /// Whose export it is: what they see of each case's personal data.
@@ -364,10 +365,12 @@ impl CaseExport {
         let mut text = CsvText::new(header)?;
         loop {
             if self.batch.is_empty() && !self.read_all {
+                let place = self.reads.place().await?;
                 let page = self
                     .store
                     .cases_of_year_after(&self.district, self.year, self.after, EXPORT_BATCH)
                     .await?;
+                drop(place);
                 self.read_all = (page.len() as u64) < EXPORT_BATCH;
                 if let Some(last) = page.last() {
                     self.after = Some(last.id);
@@ -549,13 +552,16 @@ impl ReportApi {
         req: pb::StreamCaseExportRequest,
     ) -> ApiResult<CaseExportStream> {
         let year = check_year(req.fiscal_year)?;
-        let d = self.district_for_read(&caller).await?;
+        // The slot is taken before the database is asked anything, so streams turned away
+        // cost no connection.
         let slot = self
             .ctx
             .streams
-            .acquire(caller.claims().subject().as_str(), &d.id)?;
+            .acquire(caller.claims().subject().as_str(), caller.district()?)?;
+        let d = self.district_for_read(&caller).await?;
         let export = CaseExport {
             store: self.ctx.store.clone(),
+            reads: self.ctx.stream_reads.clone(),
             district: d.id,
             year,
             caller: caller.clone(),

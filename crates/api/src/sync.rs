@@ -32,7 +32,7 @@ impl SyncApi {
     /// `poll_every`: how often a district's notifier looks for changes committed by other
     /// processes on the same database (this process's commits wake it at once).
     pub fn new(ctx: ApiContext, poll_every: Duration) -> Self {
-        let feeds = watch::Feeds::new(ctx.store.clone(), poll_every);
+        let feeds = watch::Feeds::new(ctx.store.clone(), ctx.stream_reads.clone(), poll_every);
         Self { ctx, feeds }
     }
 
@@ -226,11 +226,13 @@ impl SyncService for SyncApi {
         request: Request<pb::WatchChangesRequest>,
     ) -> Result<Response<watch::ChangeStream>, Status> {
         let caller = Caller::from_request(&request)?;
+        // The slot is taken before the database is asked anything, so watchers turned away
+        // cost no connection.
+        let slot = self.ctx.streams.acquire(
+            caller.claims().subject().as_str(),
+            &Self::feed_district(&caller)?,
+        )?;
         let (district, seq) = self.start(&caller, &request.get_ref().after_cursor).await?;
-        let slot = self
-            .ctx
-            .streams
-            .acquire(caller.claims().subject().as_str(), &district)?;
         let buffer_bytes = self.ctx.streams.limits().buffer_bytes;
         let view = FeedView::of(&caller);
         Ok(Response::new(self.feeds.watch(

@@ -86,6 +86,15 @@ pub struct Store {
     audit: Arc<ChainAudit>,
 }
 
+/// SQLite's page cache per connection, in KiB (SQLite's own default is 2,000). The operating
+/// system caches the file as well; a pool of 16 connections with the default would hold up
+/// to 32 MiB of pages besides.
+const SQLITE_CACHE_KIB: u32 = 512;
+
+/// Prepared statements kept per SQLite connection (sqlx keeps 100): enough for the hot
+/// paths, without every connection keeping a compiled copy of every query ever run.
+const SQLITE_STATEMENT_CACHE: usize = 32;
+
 impl Store {
     /// Connects to `url` (`sqlite://path` or `postgres://…`). A SQLite file is created if
     /// missing and opened in WAL mode.
@@ -103,6 +112,8 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(busy)
                     .foreign_keys(true)
+                    .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"))
+                    .statement_cache_capacity(SQLITE_STATEMENT_CACHE)
             });
             opts
         };

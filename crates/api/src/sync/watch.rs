@@ -19,6 +19,7 @@ use relief_store::Store;
 use tokio::sync::watch;
 use tonic::Status;
 
+use crate::StreamReads;
 use crate::error::ApiError;
 use crate::streams::StreamSlot;
 
@@ -32,6 +33,8 @@ pub(super) type ChangeStream =
 #[derive(Debug, Clone)]
 pub(super) struct Feeds {
     store: Store,
+    /// The line every watcher's database reads wait in.
+    reads: StreamReads,
     /// How often a notifier looks for changes committed by other processes on the same
     /// database (this process's commits wake it at once).
     poll_every: Duration,
@@ -39,9 +42,10 @@ pub(super) struct Feeds {
 }
 
 impl Feeds {
-    pub(super) fn new(store: Store, poll_every: Duration) -> Self {
+    pub(super) fn new(store: Store, reads: StreamReads, poll_every: Duration) -> Self {
         Self {
             store,
+            reads,
             poll_every,
             notifiers: Arc::default(),
         }
@@ -148,12 +152,17 @@ impl Watcher {
             // Marked seen before reading: a change committed after the read moves the
             // notifier past this value and wakes the wait below.
             self.newest.borrow_and_update();
-            let batch = match self
+            let place = match self.feeds.reads.place().await {
+                Ok(place) => place,
+                Err(e) => return Some((Err(Status::from(e)), self)),
+            };
+            let read = self
                 .feeds
                 .store
                 .events_after(&self.district, self.seq, WATCH_BATCH)
-                .await
-            {
+                .await;
+            drop(place);
+            let batch = match read {
                 Ok(batch) => batch,
                 // The error is the stream's last item: tonic ends the call with it.
                 Err(e) => return Some((Err(Status::from(ApiError::from(e))), self)),
