@@ -12,6 +12,8 @@ mod verifier;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tokens_doc;
 
 pub use call::{CallError, DISTRICT_HEADER, bearer_token, call_district};
 pub use claims::{CITY_SCOPE, Claims, MAX_NAME_CHARS, Scope};

@@ -1,5 +1,5 @@
 //! The rules a district starts from: the seed district's (Wangcheng, 2022) fund management
-//! rules, with the three eligibility categories and the five-step chain of DOMAIN.md.
+//! rules, with the three eligibility categories and the five-step chain of docs/DOMAIN.md.
 
 use crate::ids::{CategoryCode, StepId};
 use crate::money::Money;
@@ -24,7 +24,7 @@ fn step_id(s: &'static str) -> StepId {
     StepId::parse(s).unwrap_or_else(|_| unreachable!("invalid built-in step id {s}"))
 }
 
-/// The three eligibility categories of DOMAIN.md.
+/// The three eligibility categories of docs/DOMAIN.md.
 pub fn default_categories() -> Vec<Category> {
     vec![
         Category {

@@ -10,8 +10,8 @@ use chrono::NaiveDate;
 
 use crate::approval::BudgetBalance;
 use crate::case::StateKind;
-use crate::money::Money;
-use crate::rules::Grading;
+use crate::money::{FEN_PER_YUAN, Money};
+use crate::rules::{ApprovalChain, ApprovalStep, Grading};
 
 /// Basis points: 10,000 is 100%.
 pub const BP: u64 = 10_000;
@@ -133,7 +133,13 @@ pub struct Indicators {
     pub budget: BudgetBalance,
     pub target_case_count: u32,
     pub case_cap: Money,
+    /// The district's approval chain, which the report's process sentence describes.
+    pub chain: ApprovalChain,
+    /// Every case of the year by state, drafts included.
     pub cases_by_state: Vec<(StateKind, u64)>,
+    /// The received applications (受理) by state: the cases submitted at least once. A draft
+    /// never submitted, or withdrawn before it was, is not an application.
+    pub submitted_by_state: Vec<(StateKind, u64)>,
     /// Cases paid (the quantity achieved).
     pub paid_cases: u64,
     /// Approved or paid cases: their amounts.
@@ -194,6 +200,58 @@ impl Indicators {
             .find(|(k, _)| *k == kind)
             .map_or(0, |(_, n)| *n)
     }
+
+    /// Received applications (受理) in `kind`.
+    pub fn received_count(&self, kind: StateKind) -> u64 {
+        self.submitted_by_state
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Every received application (受理) of the year.
+    pub fn received(&self) -> u64 {
+        self.submitted_by_state.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// An amount as the report's prose writes it: whole 万元 as such (`2万元`), otherwise in
+/// yuan (`12,345.50元`).
+fn amount_phrase(m: Money) -> String {
+    const FEN_PER_WAN: i64 = 10_000 * FEN_PER_YUAN;
+    if m.fen() > 0 && m.fen() % FEN_PER_WAN == 0 {
+        format!("{}万元", m.fen() / FEN_PER_WAN)
+    } else {
+        format!("{}元", m.to_yuan_string())
+    }
+}
+
+/// One step as the process sentence names it: its name, and the cases it applies to when
+/// not all (`局长审核（2万元以上）`, `分管领导复审（超过单案限额）`).
+pub fn step_phrase(step: &ApprovalStep) -> String {
+    let mut conditions = Vec::new();
+    if let Some(min) = step.condition.min_amount {
+        conditions.push(format!("{}以上", amount_phrase(min)));
+    }
+    if step.condition.only_over_cap {
+        conditions.push("超过单案限额".to_owned());
+    }
+    if conditions.is_empty() {
+        step.name.clone()
+    } else {
+        format!("{}（{}）", step.name, conditions.join("且"))
+    }
+}
+
+/// The district's chain as the report's process sentence names it, step by step in order:
+/// `经办科室审查、分管领导复审、…`.
+pub fn process_phrase(chain: &ApprovalChain) -> String {
+    chain
+        .steps
+        .iter()
+        .map(step_phrase)
+        .collect::<Vec<_>>()
+        .join("、")
 }
 
 /// One scored group of indicators, in tenths of a point, with the reason.
@@ -377,17 +435,21 @@ pub fn render_markdown(ind: &Indicators, s: &Score, n: &Narrative) -> String {
         percent(ind.execution_rate_bp())
     );
     let _ = writeln!(o, "### （二）预算资金使用管理情况\n");
-    let _ = writeln!(
+    let _ = write!(
         o,
-        "全年受理救助申请{}件，其中已拨付{}件、审批通过待拨付{}件、审核中{}件、退回补正{}件、不予救助{}件、撤回{}件。每一案件均经经办科室审查、分管领导复审、主要负责人审核、局党组会议研究、分管区领导审批，逐级留痕。\n",
-        ind.cases_by_state.iter().map(|(_, c)| c).sum::<u64>(),
-        ind.state_count(StateKind::Paid),
-        ind.state_count(StateKind::Approved),
-        ind.state_count(StateKind::InReview),
-        ind.state_count(StateKind::Returned),
-        ind.state_count(StateKind::Rejected),
-        ind.state_count(StateKind::Withdrawn),
+        "全年受理救助申请{}件，其中已拨付{}件、审批通过待拨付{}件、审核中{}件、退回补正{}件、不予救助{}件、撤回{}件。",
+        ind.received(),
+        ind.received_count(StateKind::Paid),
+        ind.received_count(StateKind::Approved),
+        ind.received_count(StateKind::InReview),
+        ind.received_count(StateKind::Returned),
+        ind.received_count(StateKind::Rejected),
+        ind.received_count(StateKind::Withdrawn),
     );
+    if !ind.chain.steps.is_empty() {
+        let _ = write!(o, "每一案件均经{}，逐级留痕。", process_phrase(&ind.chain));
+    }
+    o.push_str("\n\n");
     let _ = writeln!(o, "### （三）预算支出绩效目标完成程度\n");
     let _ = writeln!(
         o,
@@ -749,7 +811,9 @@ mod tests {
             },
             target_case_count: 48,
             case_cap: m(50_000),
+            chain: crate::defaults::default_chain(),
             cases_by_state: vec![(StateKind::Paid, 48)],
+            submitted_by_state: vec![(StateKind::Paid, 48)],
             paid_cases: 48,
             amounts: AmountStats::from_amounts(
                 vec![m(26_000); 32]
@@ -874,5 +938,108 @@ mod tests {
                     == html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count()
         );
         assert!(html.contains("<table>"));
+    }
+
+    #[test]
+    fn the_process_sentence_is_the_districts_chain() {
+        use crate::ids::StepId;
+        use crate::role::Role;
+        use crate::rules::StepCondition;
+
+        let ind = seed_like();
+        let md = render_markdown(&ind, &score(&ind, &Grading::default()), &Narrative::new());
+        assert!(
+            md.contains(
+                "每一案件均经经办科室审查、分管领导复审、主要负责人审核、局党组研究、分管区领导审批，逐级留痕。"
+            ),
+            "{md}"
+        );
+
+        let step = |id: &str, name: &str, role, condition| ApprovalStep {
+            id: StepId::parse(id).unwrap(),
+            name: name.to_owned(),
+            role,
+            deadline_days: 5,
+            condition,
+            batched: false,
+        };
+        let chain = ApprovalChain {
+            steps: vec![
+                step(
+                    "officer",
+                    "经办科室审查",
+                    Role::CaseOfficer,
+                    StepCondition::default(),
+                ),
+                step(
+                    "head",
+                    "局长审核",
+                    Role::BureauHead,
+                    StepCondition {
+                        min_amount: Some(m(20_000)),
+                        only_over_cap: false,
+                    },
+                ),
+                step(
+                    "deputy",
+                    "分管领导复审",
+                    Role::DeputyLeader,
+                    StepCondition {
+                        min_amount: None,
+                        only_over_cap: true,
+                    },
+                ),
+                step(
+                    "both",
+                    "集体研究",
+                    Role::BureauOffice,
+                    StepCondition {
+                        min_amount: Some(Money::from_fen(1_234_550).unwrap()),
+                        only_over_cap: true,
+                    },
+                ),
+                step(
+                    "leader",
+                    "分管区领导审批",
+                    Role::DistrictLeader,
+                    StepCondition::default(),
+                ),
+            ],
+        };
+        assert_eq!(
+            process_phrase(&chain),
+            "经办科室审查、局长审核（2万元以上）、分管领导复审（超过单案限额）、集体研究（12,345.50元以上且超过单案限额）、分管区领导审批"
+        );
+        let ind = Indicators {
+            chain,
+            ..seed_like()
+        };
+        let md = render_markdown(&ind, &score(&ind, &Grading::default()), &Narrative::new());
+        assert!(md.contains("每一案件均经经办科室审查、局长审核（2万元以上）、分管领导复审（超过单案限额）、集体研究（12,345.50元以上且超过单案限额）、分管区领导审批，逐级留痕。"));
+        assert!(!md.contains("主要负责人审核"));
+    }
+
+    #[test]
+    fn received_applications_are_the_submitted_cases() {
+        let ind = Indicators {
+            cases_by_state: vec![
+                (StateKind::Draft, 5),
+                (StateKind::InReview, 2),
+                (StateKind::Withdrawn, 3),
+                (StateKind::Paid, 48),
+            ],
+            submitted_by_state: vec![
+                (StateKind::InReview, 2),
+                (StateKind::Withdrawn, 1),
+                (StateKind::Paid, 48),
+            ],
+            ..seed_like()
+        };
+        assert_eq!(ind.received(), 51);
+        let md = render_markdown(&ind, &score(&ind, &Grading::default()), &Narrative::new());
+        assert!(
+            md.contains("全年受理救助申请51件，其中已拨付48件、审批通过待拨付0件、审核中2件、退回补正0件、不予救助0件、撤回1件。"),
+            "{md}"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! The roles a person can hold, as DOMAIN.md names them; the token carries them and every
+//! The roles a person can hold, as docs/DOMAIN.md names them; the token carries them and every
 //! authorization decision starts here.
 
 use std::fmt;

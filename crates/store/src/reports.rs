@@ -67,6 +67,31 @@ impl Store {
                 cases_by_state.push((kind, u64::try_from(n).unwrap_or(0)));
             }
             cases_by_state.sort_by_key(|(k, _)| StateKind::ALL.iter().position(|x| x == k));
+            // Received applications are the cases submitted at least once: every state but a
+            // draft, less the cases withdrawn while still drafts (never submitted). The index
+            // narrows this count to the year's withdrawn cases; only their rows are read.
+            let withdrawn_unsubmitted: i64 = in_year()
+                .select_only()
+                .column_as(Expr::cust("COUNT(*)"), "n")
+                .filter(case::Column::State.eq(StateKind::Withdrawn.as_str()))
+                .filter(case::Column::SubmittedAt.is_null())
+                .into_tuple()
+                .one(db)
+                .await?
+                .unwrap_or(0);
+            let submitted_by_state: Vec<(StateKind, u64)> = cases_by_state
+                .iter()
+                .filter(|(k, _)| *k != StateKind::Draft)
+                .map(|(k, n)| {
+                    let never_submitted = if *k == StateKind::Withdrawn {
+                        u64::try_from(withdrawn_unsubmitted).unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    (*k, n.saturating_sub(never_submitted))
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect();
 
             let decided = [StateKind::Approved.as_str(), StateKind::Paid.as_str()];
             // Count, total and largest by the database; the median by one or two indexed OFFSET
@@ -195,7 +220,14 @@ impl Store {
                 });
             }
 
-            Ok::<_, Error>((cases_by_state, amounts, by_category, by_unit, over_cap))
+            Ok::<_, Error>((
+                cases_by_state,
+                submitted_by_state,
+                amounts,
+                by_category,
+                by_unit,
+                over_cap,
+            ))
         };
         let decisions_part = async {
             // Waits per step: count and mean by the database, the 90th percentile by one indexed
@@ -412,7 +444,7 @@ impl Store {
         // The four groups read different tables; on SQLite (WAL) and PostgreSQL alike they
         // run at once on separate connections of the pool.
         let (
-            (cases_by_state, amounts, by_category, by_unit, over_cap),
+            (cases_by_state, submitted_by_state, amounts, by_category, by_unit, over_cap),
             (step_durations, n_returns, n_rejections, return_reasons, rejection_reasons),
             (paid_by_month, paid_in_year, submission_to_payment),
             (follow_ups_due, follow_ups_done, re_petitions),
@@ -430,11 +462,13 @@ impl Store {
                 .budget_for(fiscal_year)
                 .map_or(0, |b| b.target_case_count),
             case_cap: district.rules.case_cap,
+            chain: district.rules.approval_chain.clone(),
             paid_cases: cases_by_state
                 .iter()
                 .find(|(k, _)| *k == StateKind::Paid)
                 .map_or(0, |(_, n)| *n),
             cases_by_state,
+            submitted_by_state,
             amounts,
             over_cap,
             by_category,

@@ -7,7 +7,7 @@ use relief_proto::v1::follow_up_service_client::FollowUpServiceClient;
 use relief_proto::v1::report_service_client::ReportServiceClient;
 use relief_tests::{
     ApplicationBuilder, Backend, Role, TestApp, backend_tests, expect_code, request_id, spawn_app,
-    valid_application, with_bearer,
+    valid_application, wangcheng_rules, with_bearer,
 };
 use tonic::Code;
 
@@ -376,6 +376,13 @@ async fn an_empty_year_reports_zeroes(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(report.grade, "差");
+    assert!(
+        report.markdown.contains(
+            "全年受理救助申请0件，其中已拨付0件、审批通过待拨付0件、审核中0件、退回补正0件、不予救助0件、撤回0件。每一案件均经经办科室审查、分管领导复审、主要负责人审核、局党组研究、分管区领导审批，逐级留痕。"
+        ),
+        "{}",
+        report.markdown
+    );
     // A year with budget and nothing spent: all of it unused.
     let i = indicators(&app, relief_tests::WANGCHENG, 2022).await;
     assert_eq!(
@@ -444,8 +451,111 @@ async fn the_city_compares_its_districts(backend: Backend) {
     );
 }
 
+/// A district whose bureau head reviews only cases above 20,000 yuan: the report's process
+/// sentence names its own chain with that condition, and counts as received applications
+/// only the cases that were submitted, not the drafts.
+async fn the_report_names_the_districts_chain_and_counts_submitted_cases(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let district = "430104";
+    let step = |id: &str, name: &str, role: pb::Role, min_amount_fen: i64| pb::ApprovalStep {
+        step_id: id.to_owned(),
+        name: name.to_owned(),
+        role: role as i32,
+        deadline_days: 5,
+        condition: Some(pb::StepCondition {
+            min_amount_fen,
+            only_over_cap: false,
+        }),
+        batched: false,
+    };
+    let mut rules = wangcheng_rules();
+    rules.approval_chain = Some(pb::ApprovalChain {
+        steps: vec![
+            step("officer_review", "经办科室审查", pb::Role::CaseOfficer, 0),
+            step("head_review", "局长审核", pb::Role::BureauHead, 2_000_000),
+            step(
+                "leader_approval",
+                "分管区领导审批",
+                pb::Role::DistrictLeader,
+                0,
+            ),
+        ],
+    });
+    app.city_admin()
+        .create_district(pb::CreateDistrictRequest {
+            request_id: request_id(),
+            district_id: district.to_owned(),
+            name: "岳麓区".to_owned(),
+            rules: Some(rules),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let applicant = app.applicant(district, "street-a");
+    // Received: one in review, one submitted and then withdrawn.
+    let small = applicant
+        .submitted(ApplicationBuilder::new().amount_fen(1_000_000).build())
+        .await;
+    assert_eq!(small.current_step_id, "officer_review");
+    let withdrawn = applicant.submitted(valid_application()).await;
+    applicant.withdraw(&withdrawn.case_id).await.unwrap();
+    // Not received: a draft, and a draft withdrawn before it was ever submitted.
+    applicant.draft(valid_application()).await;
+    let dropped = applicant.draft(valid_application()).await;
+    applicant.withdraw(&dropped.case_id).await.unwrap();
+
+    let i = indicators(&app, district, 2022).await;
+    let count = |s: pb::CaseState| {
+        i.cases_by_state
+            .iter()
+            .find(|c| c.state == s as i32)
+            .map_or(0, |c| c.count)
+    };
+    // The indicators still count every case by state, drafts included.
+    assert_eq!(
+        [
+            count(pb::CaseState::Draft),
+            count(pb::CaseState::InReview),
+            count(pb::CaseState::Withdrawn)
+        ],
+        [1, 1, 2]
+    );
+
+    let head = app.token(district, &[Role::BureauHead], None, "head");
+    let report = reports(&app)
+        .await
+        .render_self_evaluation(with_bearer(
+            pb::RenderSelfEvaluationRequest {
+                fiscal_year: 2022,
+                ..Default::default()
+            },
+            &head,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let md = &report.markdown;
+    assert!(
+        md.contains(
+            "全年受理救助申请2件，其中已拨付0件、审批通过待拨付0件、审核中1件、退回补正0件、不予救助0件、撤回1件。"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("每一案件均经经办科室审查、局长审核（2万元以上）、分管区领导审批，逐级留痕。"),
+        "{md}"
+    );
+    assert!(
+        !md.contains("主要负责人审核") && !md.contains("局党组"),
+        "{md}"
+    );
+    assert!(report.html.contains("局长审核（2万元以上）"));
+}
+
 backend_tests!(
     indicators_match_hand_computed_values,
     an_empty_year_reports_zeroes,
-    the_city_compares_its_districts
+    the_city_compares_its_districts,
+    the_report_names_the_districts_chain_and_counts_submitted_cases
 );
