@@ -1,7 +1,11 @@
 //! The statuses every refusal of a request shares, whoever refuses it: an `INVALID_ARGUMENT`
 //! that stays small however many fields are wrong, and `RESOURCE_EXHAUSTED` for a message
 //! over the size limit. relief-api maps its errors through [`invalid_argument`] as the codec
-//! does, so both answer alike.
+//! does, so both answer alike. Every status made here carries `google.rpc.ErrorInfo` in
+//! [`ERROR_DOMAIN`] ([`with_reason`]), with a reason of the contract's `ErrorReason` (its
+//! name without the `ERROR_REASON_` prefix).
+
+use std::collections::HashMap;
 
 use http::{HeaderMap, HeaderValue};
 use relief_domain::Violation;
@@ -16,6 +20,26 @@ const MAX_DETAIL_BYTES: usize = 256;
 /// Marks a message or a detail that was cut.
 const CUT: &str = "…";
 
+/// The `domain` of the `google.rpc.ErrorInfo` every relief error carries.
+pub const ERROR_DOMAIN: &str = "relief.v1";
+
+/// A status of `code` and `message` with `details` and an `ErrorInfo` of `reason` and
+/// `metadata` in [`ERROR_DOMAIN`].
+pub fn with_reason(
+    code: Code,
+    message: impl Into<String>,
+    reason: &str,
+    metadata: impl IntoIterator<Item = (String, String)>,
+    mut details: ErrorDetails,
+) -> Status {
+    details.set_error_info(
+        reason,
+        ERROR_DOMAIN,
+        metadata.into_iter().collect::<HashMap<_, _>>(),
+    );
+    Status::with_error_details(code, message, details)
+}
+
 /// `INVALID_ARGUMENT` listing at most [`relief_domain::violation::MAX_REPORTED`] of
 /// `violations` as `google.rpc.BadRequest` field violations, plus one that counts the rest
 /// (those beyond the listed ones and `omitted`, found but not kept); the message repeats them
@@ -23,6 +47,13 @@ const CUT: &str = "…";
 pub fn invalid_argument(violations: Vec<Violation>, omitted: usize) -> Status {
     let shown = violations.len().min(MAX_REPORTED);
     let found = violations.len().saturating_add(omitted);
+    let mut metadata = vec![("violations".to_owned(), found.to_string())];
+    if let Some(first) = violations.first().filter(|v| !v.field.is_empty()) {
+        metadata.push((
+            "field".to_owned(),
+            cut_bytes(&first.field, MAX_DETAIL_BYTES),
+        ));
+    }
     let listed = summarize(violations, omitted);
     let words: Vec<String> = listed
         .iter()
@@ -54,9 +85,11 @@ pub fn invalid_argument(violations: Vec<Violation>, omitted: usize) -> Status {
             )
         })
         .collect();
-    Status::with_error_details(
+    with_reason(
         Code::InvalidArgument,
         message,
+        "INVALID_ARGUMENT",
+        metadata,
         ErrorDetails::with_bad_request(details),
     )
 }
@@ -111,8 +144,9 @@ fn cut_bytes(s: &str, max: usize) -> String {
 const TONIC_TOO_LARGE: &str = "Error,%20decoded%20message%20length%20too%20large";
 
 /// Turns tonic's `OUT_OF_RANGE` for a message over the size limit into the
-/// `RESOURCE_EXHAUSTED` gRPC's status-code table gives it, in a trailers-only response's
-/// headers or in trailers. Returns whether it did; any other status is left alone.
+/// `RESOURCE_EXHAUSTED` gRPC's status-code table gives it, with `ErrorInfo` reason
+/// `MESSAGE_TOO_LARGE`, in a trailers-only response's headers or in trailers. Returns whether
+/// it did; any other status is left alone.
 pub fn rewrite_size_status(headers: &mut HeaderMap) -> bool {
     let is_size_check = headers.get("grpc-status").is_some_and(|s| s == "11")
         && headers
@@ -135,6 +169,19 @@ pub fn rewrite_size_status(headers: &mut HeaderMap) -> bool {
     headers.insert("grpc-status", HeaderValue::from_static("8"));
     if let Ok(value) = HeaderValue::from_bytes(&message) {
         headers.insert("grpc-message", value);
+    }
+    let mut encoded = HeaderMap::new();
+    let status = with_reason(
+        Code::ResourceExhausted,
+        "",
+        "MESSAGE_TOO_LARGE",
+        [],
+        ErrorDetails::new(),
+    );
+    if status.add_header(&mut encoded).is_ok()
+        && let Some(details) = encoded.remove("grpc-status-details-bin")
+    {
+        headers.insert("grpc-status-details-bin", details);
     }
     true
 }
@@ -240,6 +287,21 @@ mod tests {
             assert_eq!(rewrite_size_status(&mut h), rewritten, "{status} {message}");
             let expect = if rewritten { "8" } else { status };
             assert_eq!(h.get("grpc-status").unwrap(), expect);
+            assert_eq!(
+                h.contains_key("grpc-status-details-bin"),
+                rewritten,
+                "{status} {message}"
+            );
+            if rewritten {
+                let info = Status::from_header_map(&h)
+                    .unwrap()
+                    .get_error_details()
+                    .error_info()
+                    .cloned()
+                    .unwrap();
+                assert_eq!(info.reason, "MESSAGE_TOO_LARGE");
+                assert_eq!(info.domain, ERROR_DOMAIN);
+            }
         }
         let mut h = HeaderMap::new();
         h.insert("grpc-status", HeaderValue::from_static("11"));
