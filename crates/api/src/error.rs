@@ -176,12 +176,17 @@ fn by_code(code: Code) -> ErrorReason {
 
 /// `status` as it is if it carries `ErrorInfo`, else with one of `reason`.
 fn with_info(status: Status, reason: ErrorReason) -> Status {
-    let mut details = status.get_error_details();
+    let details = status.get_error_details();
     if details.error_info().is_some() {
         return status;
     }
-    details.set_error_info(reason.reason(), relief_proto::ERROR_DOMAIN, []);
-    Status::with_error_details(status.code(), status.message(), details)
+    with_reason(
+        status.code(),
+        status.message(),
+        reason.reason(),
+        [],
+        details,
+    )
 }
 
 impl From<ApiError> for Status {

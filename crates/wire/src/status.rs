@@ -5,7 +5,9 @@
 //! [`ERROR_DOMAIN`] ([`with_reason`]), with a reason of the contract's `ErrorReason` (its
 //! name without the `ERROR_REASON_` prefix).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+
+use prost::Message as _;
 
 use http::{HeaderMap, HeaderValue};
 use relief_domain::Violation;
@@ -24,20 +26,42 @@ const CUT: &str = "…";
 pub const ERROR_DOMAIN: &str = "relief.v1";
 
 /// A status of `code` and `message` with `details` and an `ErrorInfo` of `reason` and
-/// `metadata` in [`ERROR_DOMAIN`].
+/// `metadata` in [`ERROR_DOMAIN`]. The `ErrorInfo` is encoded with its metadata in key
+/// order, so one error is the same bytes every time it is answered.
 pub fn with_reason(
     code: Code,
     message: impl Into<String>,
     reason: &str,
     metadata: impl IntoIterator<Item = (String, String)>,
-    mut details: ErrorDetails,
+    details: ErrorDetails,
 ) -> Status {
-    details.set_error_info(
-        reason,
-        ERROR_DOMAIN,
-        metadata.into_iter().collect::<HashMap<_, _>>(),
-    );
-    Status::with_error_details(code, message, details)
+    let message = message.into();
+    let others = Status::with_error_details(code, message.clone(), details);
+    let info = ErrorInfo {
+        reason: reason.to_owned(),
+        domain: ERROR_DOMAIN.to_owned(),
+        metadata: metadata.into_iter().collect(),
+    };
+    let any = prost_types::Any {
+        type_url: "type.googleapis.com/google.rpc.ErrorInfo".to_owned(),
+        value: info.encode_to_vec(),
+    };
+    // `google.rpc.Status.details` is field 3; a repeated field's elements may follow the
+    // rest of an encoded message.
+    let mut bytes = others.details().to_vec();
+    prost::encoding::message::encode(3, &any, &mut bytes);
+    Status::with_details(code, message, bytes.into())
+}
+
+/// `google.rpc.ErrorInfo`, with its metadata kept in key order.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ErrorInfo {
+    #[prost(string, tag = "1")]
+    reason: String,
+    #[prost(string, tag = "2")]
+    domain: String,
+    #[prost(btree_map = "string, string", tag = "3")]
+    metadata: BTreeMap<String, String>,
 }
 
 /// `INVALID_ARGUMENT` listing at most [`relief_domain::violation::MAX_REPORTED`] of
@@ -250,6 +274,37 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn error_info_is_the_same_bytes_every_time() {
+        let make = || {
+            with_reason(
+                Code::FailedPrecondition,
+                "no",
+                "CASE_STATE",
+                ["state", "action", "district", "step"]
+                    .map(|k| (k.to_owned(), format!("{k}-value"))),
+                ErrorDetails::with_precondition_failure_violation("CASE_STATE", "", "no"),
+            )
+        };
+        let first = make();
+        for _ in 0..20 {
+            assert_eq!(make().details(), first.details());
+        }
+        let details = first.get_error_details();
+        let info = details.error_info().unwrap();
+        assert_eq!(info.reason, "CASE_STATE");
+        assert_eq!(info.domain, ERROR_DOMAIN);
+        assert_eq!(info.metadata.len(), 4);
+        assert_eq!(info.metadata["step"], "step-value");
+        assert_eq!(
+            details.precondition_failure().unwrap().violations[0].r#type,
+            "CASE_STATE",
+            "the other details stay"
+        );
+        assert_eq!(first.code(), Code::FailedPrecondition);
+        assert_eq!(first.message(), "no");
     }
 
     #[test]
