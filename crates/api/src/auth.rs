@@ -8,11 +8,12 @@ use relief_auth::{CallError, Claims, Scope, Verifier, bearer_token, call_distric
 use relief_domain::privacy::View;
 use relief_domain::{DistrictId, Role, UnitId};
 use relief_observe::CallLabels;
+use relief_proto::v1::ErrorReason;
 use relief_store::{Actor, CaseRecord};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, unauthenticated_status};
 
 pub use relief_auth::DISTRICT_HEADER;
 
@@ -31,10 +32,11 @@ impl AuthInterceptor {
 impl Interceptor for AuthInterceptor {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
         let header = req.metadata().get("authorization").map(|v| v.as_bytes());
-        let token = bearer_token(header).map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let token = bearer_token(header)
+            .map_err(|e| unauthenticated_status(ErrorReason::TokenMissing, e.to_string()))?;
         let claims = self.verifier.verify(token).map_err(|e| {
             tracing::debug!(error = %e, "token rejected");
-            Status::unauthenticated(format!("invalid token: {e}"))
+            unauthenticated_status(ErrorReason::TokenInvalid, format!("invalid token: {e}"))
         })?;
         if let Some(labels) = req.extensions().get::<CallLabels>() {
             let named = req.metadata().get(DISTRICT_HEADER).map(|v| v.as_bytes());

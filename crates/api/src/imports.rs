@@ -78,6 +78,7 @@ pub(crate) async fn import_cases(
         if let Some(record) = next {
             if index >= MAX_IMPORT_RECORDS {
                 return Err(ApiError::TooMany {
+                    reason: "TOO_MANY_RECORDS",
                     message: format!("at most {MAX_IMPORT_RECORDS} records per call"),
                     retry_after: None,
                 });

@@ -238,6 +238,7 @@ impl CsvText {
 /// The error of a unary export whose text outgrows one message.
 fn too_large(what: &str, max_message_bytes: usize, instead: &str) -> ApiError {
     ApiError::TooMany {
+        reason: "EXPORT_TOO_LARGE",
         message: format!(
             "the {what} is larger than the largest answer ({max_message_bytes} bytes){instead}"
         ),

@@ -79,6 +79,7 @@ impl StreamSlots {
         let by_caller = open.callers.get(caller).copied().unwrap_or(0);
         if by_caller >= self.limits.per_caller {
             return Err(ApiError::TooMany {
+                reason: "STREAM_LIMIT",
                 message: format!(
                     "this caller already has {by_caller} streams open (at most {}); close one or try again later",
                     self.limits.per_caller
@@ -89,6 +90,7 @@ impl StreamSlots {
         let by_district = open.districts.get(district).copied().unwrap_or(0);
         if by_district >= self.limits.per_district {
             return Err(ApiError::TooMany {
+                reason: "STREAM_LIMIT",
                 message: format!(
                     "district {district} already has {by_district} streams open on this server (at most {}); try again later",
                     self.limits.per_district

@@ -1,14 +1,15 @@
 //! The gateway's own refusals, and the one place they become gRPC statuses. Whatever a
 //! backend answers passes through untouched; these are only the calls the gateway stops.
+//! Each carries `google.rpc.ErrorInfo` with a reason of the contract's `ErrorReason`
+//! ([`GatewayError::reason`]) besides its other details.
 
 use std::time::Duration;
 
 use relief_auth::{CallError, DISTRICT_HEADER};
+use relief_proto::v1::ErrorReason;
+use relief_wire::status::with_reason;
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
-
-/// The reason domain used in `ErrorInfo` details.
-const DOMAIN: &str = "relief.v1";
+use tonic_types::ErrorDetails;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -42,50 +43,76 @@ const BUSY_RETRY: Duration = Duration::from_millis(100);
 /// interval of the gateway's health checks, after which it may be back.
 const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
 
+impl GatewayError {
+    /// The `ErrorInfo` reason and metadata this refusal is answered with.
+    pub fn reason(&self) -> (ErrorReason, Vec<(String, String)>) {
+        let district = |d: &str| vec![("district".to_owned(), d.to_owned())];
+        match self {
+            GatewayError::Unauthenticated(_) => (ErrorReason::TokenInvalid, Vec::new()),
+            GatewayError::Call(CallError::MissingToken | CallError::NotBearer) => {
+                (ErrorReason::TokenMissing, Vec::new())
+            }
+            GatewayError::Call(CallError::BadDistrictHeader) => (
+                ErrorReason::InvalidArgument,
+                vec![
+                    ("violations".to_owned(), "1".to_owned()),
+                    ("field".to_owned(), DISTRICT_HEADER.to_owned()),
+                ],
+            ),
+            GatewayError::Call(CallError::OtherDistrict) | GatewayError::NoDistrict => {
+                (ErrorReason::PermissionDenied, Vec::new())
+            }
+            GatewayError::UnknownDistrict(d) => (ErrorReason::DistrictNotRouted, district(d)),
+            GatewayError::Unavailable {
+                district: d,
+                upstream,
+                ..
+            } => {
+                let mut metadata = district(d);
+                metadata.push(("upstream".to_owned(), upstream.clone()));
+                (ErrorReason::UpstreamUnavailable, metadata)
+            }
+            GatewayError::Busy { district: d, .. } => (ErrorReason::DistrictBusy, district(d)),
+            GatewayError::NoneAvailable => (ErrorReason::NoUpstreamAvailable, Vec::new()),
+            GatewayError::DeadlineExpired => (ErrorReason::DeadlineExpired, Vec::new()),
+        }
+    }
+}
+
 impl From<GatewayError> for Status {
     fn from(e: GatewayError) -> Status {
         let message = e.to_string();
-        match e {
-            GatewayError::Unauthenticated(_) => Status::unauthenticated(message),
-            GatewayError::Call(CallError::MissingToken | CallError::NotBearer) => {
-                Status::unauthenticated(message)
+        let (reason, metadata) = e.reason();
+        let (code, details) = match e {
+            GatewayError::Unauthenticated(_)
+            | GatewayError::Call(CallError::MissingToken | CallError::NotBearer) => {
+                (Code::Unauthenticated, ErrorDetails::new())
             }
-            GatewayError::Call(CallError::BadDistrictHeader) => Status::with_error_details(
+            GatewayError::Call(CallError::BadDistrictHeader) => (
                 Code::InvalidArgument,
-                message,
                 ErrorDetails::with_bad_request_violation(
                     DISTRICT_HEADER,
                     "must be a 6-digit district code",
                 ),
             ),
             GatewayError::Call(CallError::OtherDistrict) | GatewayError::NoDistrict => {
-                Status::with_error_details(
-                    Code::PermissionDenied,
-                    message,
-                    ErrorDetails::with_error_info("PERMISSION_DENIED", DOMAIN, []),
-                )
+                (Code::PermissionDenied, ErrorDetails::new())
             }
-            GatewayError::UnknownDistrict(district) => Status::with_error_details(
+            GatewayError::UnknownDistrict(district) => (
                 Code::NotFound,
-                message,
                 ErrorDetails::with_resource_info("district", district, "", "not routed"),
             ),
-            GatewayError::Unavailable { upstream, .. } => {
-                let mut details = ErrorDetails::with_retry_info(Some(UNAVAILABLE_RETRY));
-                details.set_error_info(
-                    "UPSTREAM_UNAVAILABLE",
-                    DOMAIN,
-                    [("upstream".to_owned(), upstream)],
-                );
-                Status::with_error_details(Code::Unavailable, message, details)
-            }
-            GatewayError::Busy { .. } => Status::with_error_details(
+            GatewayError::Unavailable { .. } => (
+                Code::Unavailable,
+                ErrorDetails::with_retry_info(Some(UNAVAILABLE_RETRY)),
+            ),
+            GatewayError::Busy { .. } => (
                 Code::ResourceExhausted,
-                message,
                 ErrorDetails::with_retry_info(Some(BUSY_RETRY)),
             ),
-            GatewayError::NoneAvailable => Status::unavailable(message),
-            GatewayError::DeadlineExpired => Status::cancelled(message),
-        }
+            GatewayError::NoneAvailable => (Code::Unavailable, ErrorDetails::new()),
+            GatewayError::DeadlineExpired => (Code::Cancelled, ErrorDetails::new()),
+        };
+        with_reason(code, message, reason.reason(), metadata, details)
     }
 }

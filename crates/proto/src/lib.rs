@@ -8,6 +8,26 @@ pub mod v1 {
     tonic::include_proto!("relief.v1");
 }
 
+/// The `domain` of the `google.rpc.ErrorInfo` every relief error carries.
+pub const ERROR_DOMAIN: &str = relief_wire::status::ERROR_DOMAIN;
+
+impl v1::ErrorReason {
+    /// What `google.rpc.ErrorInfo.reason` carries for this value: its name without the
+    /// `ERROR_REASON_` prefix (`ERROR_REASON_CASE_STATE` is `"CASE_STATE"`).
+    pub fn reason(self) -> &'static str {
+        let name = self.as_str_name();
+        name.strip_prefix("ERROR_REASON_").unwrap_or(name)
+    }
+
+    /// The value whose [`reason`](Self::reason) is `reason`, if any.
+    pub fn from_reason(reason: &str) -> Option<Self> {
+        if reason.is_empty() || reason == "UNSPECIFIED" {
+            return None;
+        }
+        Self::from_str_name(&format!("ERROR_REASON_{reason}"))
+    }
+}
+
 /// The encoded descriptor set of every relief proto file, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/relief_descriptor.bin"));

@@ -6,12 +6,13 @@ use std::marker::PhantomData;
 
 use bytes::Buf as _;
 use prost::{Message, Name};
-use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder};
+use tonic::{Code, Status};
 use tonic_prost::{ProstDecoder, ProstEncoder};
+use tonic_types::ErrorDetails;
 
 use crate::scan::{Refusal, rewrite, scan};
-use crate::status::invalid_argument;
+use crate::status::{invalid_argument, with_reason};
 use crate::{Contract, current_limits};
 
 /// Names types without owning values of them, so the codec is `Send` and `Sync` whatever
@@ -84,7 +85,13 @@ where
             Err(e) => {
                 // Fails closed: nothing is decoded unchecked.
                 tracing::error!(error = %e, "the wire check has no schema");
-                return Err(Status::internal("internal error"));
+                return Err(with_reason(
+                    Code::Internal,
+                    "internal error",
+                    "INTERNAL",
+                    [],
+                    ErrorDetails::new(),
+                ));
             }
         };
         let Some(root) = schema.request(U::PACKAGE, U::NAME) else {
@@ -95,10 +102,13 @@ where
         let bytes = buf.copy_to_bytes(buf.remaining());
         let limits = current_limits();
         let undecodable = |problem: String| {
-            Status::internal(format!(
-                "{} could not be decoded: {problem}",
-                U::full_name()
-            ))
+            with_reason(
+                Code::Internal,
+                format!("{} could not be decoded: {problem}", U::full_name()),
+                "MALFORMED_MESSAGE",
+                [],
+                ErrorDetails::new(),
+            )
         };
         let passed = scan(schema, root, &bytes, limits).map_err(|refusal| match refusal {
             Refusal::Malformed(problem) => undecodable(problem),

@@ -1,7 +1,13 @@
 //! The statuses every refusal of a request shares, whoever refuses it: an `INVALID_ARGUMENT`
 //! that stays small however many fields are wrong, and `RESOURCE_EXHAUSTED` for a message
 //! over the size limit. relief-api maps its errors through [`invalid_argument`] as the codec
-//! does, so both answer alike.
+//! does, so both answer alike. Every status made here carries `google.rpc.ErrorInfo` in
+//! [`ERROR_DOMAIN`] ([`with_reason`]), with a reason of the contract's `ErrorReason` (its
+//! name without the `ERROR_REASON_` prefix).
+
+use std::collections::BTreeMap;
+
+use prost::Message as _;
 
 use http::{HeaderMap, HeaderValue};
 use relief_domain::Violation;
@@ -16,6 +22,48 @@ const MAX_DETAIL_BYTES: usize = 256;
 /// Marks a message or a detail that was cut.
 const CUT: &str = "…";
 
+/// The `domain` of the `google.rpc.ErrorInfo` every relief error carries.
+pub const ERROR_DOMAIN: &str = "relief.v1";
+
+/// A status of `code` and `message` with `details` and an `ErrorInfo` of `reason` and
+/// `metadata` in [`ERROR_DOMAIN`]. The `ErrorInfo` is encoded with its metadata in key
+/// order, so one error is the same bytes every time it is answered.
+pub fn with_reason(
+    code: Code,
+    message: impl Into<String>,
+    reason: &str,
+    metadata: impl IntoIterator<Item = (String, String)>,
+    details: ErrorDetails,
+) -> Status {
+    let message = message.into();
+    let others = Status::with_error_details(code, message.clone(), details);
+    let info = ErrorInfo {
+        reason: reason.to_owned(),
+        domain: ERROR_DOMAIN.to_owned(),
+        metadata: metadata.into_iter().collect(),
+    };
+    let any = prost_types::Any {
+        type_url: "type.googleapis.com/google.rpc.ErrorInfo".to_owned(),
+        value: info.encode_to_vec(),
+    };
+    // `google.rpc.Status.details` is field 3; a repeated field's elements may follow the
+    // rest of an encoded message.
+    let mut bytes = others.details().to_vec();
+    prost::encoding::message::encode(3, &any, &mut bytes);
+    Status::with_details(code, message, bytes.into())
+}
+
+/// `google.rpc.ErrorInfo`, with its metadata kept in key order.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ErrorInfo {
+    #[prost(string, tag = "1")]
+    reason: String,
+    #[prost(string, tag = "2")]
+    domain: String,
+    #[prost(btree_map = "string, string", tag = "3")]
+    metadata: BTreeMap<String, String>,
+}
+
 /// `INVALID_ARGUMENT` listing at most [`relief_domain::violation::MAX_REPORTED`] of
 /// `violations` as `google.rpc.BadRequest` field violations, plus one that counts the rest
 /// (those beyond the listed ones and `omitted`, found but not kept); the message repeats them
@@ -23,6 +71,13 @@ const CUT: &str = "…";
 pub fn invalid_argument(violations: Vec<Violation>, omitted: usize) -> Status {
     let shown = violations.len().min(MAX_REPORTED);
     let found = violations.len().saturating_add(omitted);
+    let mut metadata = vec![("violations".to_owned(), found.to_string())];
+    if let Some(first) = violations.first().filter(|v| !v.field.is_empty()) {
+        metadata.push((
+            "field".to_owned(),
+            cut_bytes(&first.field, MAX_DETAIL_BYTES),
+        ));
+    }
     let listed = summarize(violations, omitted);
     let words: Vec<String> = listed
         .iter()
@@ -54,9 +109,11 @@ pub fn invalid_argument(violations: Vec<Violation>, omitted: usize) -> Status {
             )
         })
         .collect();
-    Status::with_error_details(
+    with_reason(
         Code::InvalidArgument,
         message,
+        "INVALID_ARGUMENT",
+        metadata,
         ErrorDetails::with_bad_request(details),
     )
 }
@@ -111,8 +168,9 @@ fn cut_bytes(s: &str, max: usize) -> String {
 const TONIC_TOO_LARGE: &str = "Error,%20decoded%20message%20length%20too%20large";
 
 /// Turns tonic's `OUT_OF_RANGE` for a message over the size limit into the
-/// `RESOURCE_EXHAUSTED` gRPC's status-code table gives it, in a trailers-only response's
-/// headers or in trailers. Returns whether it did; any other status is left alone.
+/// `RESOURCE_EXHAUSTED` gRPC's status-code table gives it, with `ErrorInfo` reason
+/// `MESSAGE_TOO_LARGE`, in a trailers-only response's headers or in trailers. Returns whether
+/// it did; any other status is left alone.
 pub fn rewrite_size_status(headers: &mut HeaderMap) -> bool {
     let is_size_check = headers.get("grpc-status").is_some_and(|s| s == "11")
         && headers
@@ -135,6 +193,19 @@ pub fn rewrite_size_status(headers: &mut HeaderMap) -> bool {
     headers.insert("grpc-status", HeaderValue::from_static("8"));
     if let Ok(value) = HeaderValue::from_bytes(&message) {
         headers.insert("grpc-message", value);
+    }
+    let mut encoded = HeaderMap::new();
+    let status = with_reason(
+        Code::ResourceExhausted,
+        "",
+        "MESSAGE_TOO_LARGE",
+        [],
+        ErrorDetails::new(),
+    );
+    if status.add_header(&mut encoded).is_ok()
+        && let Some(details) = encoded.remove("grpc-status-details-bin")
+    {
+        headers.insert("grpc-status-details-bin", details);
     }
     true
 }
@@ -206,6 +277,37 @@ mod tests {
     }
 
     #[test]
+    fn error_info_is_the_same_bytes_every_time() {
+        let make = || {
+            with_reason(
+                Code::FailedPrecondition,
+                "no",
+                "CASE_STATE",
+                ["state", "action", "district", "step"]
+                    .map(|k| (k.to_owned(), format!("{k}-value"))),
+                ErrorDetails::with_precondition_failure_violation("CASE_STATE", "", "no"),
+            )
+        };
+        let first = make();
+        for _ in 0..20 {
+            assert_eq!(make().details(), first.details());
+        }
+        let details = first.get_error_details();
+        let info = details.error_info().unwrap();
+        assert_eq!(info.reason, "CASE_STATE");
+        assert_eq!(info.domain, ERROR_DOMAIN);
+        assert_eq!(info.metadata.len(), 4);
+        assert_eq!(info.metadata["step"], "step-value");
+        assert_eq!(
+            details.precondition_failure().unwrap().violations[0].r#type,
+            "CASE_STATE",
+            "the other details stay"
+        );
+        assert_eq!(first.code(), Code::FailedPrecondition);
+        assert_eq!(first.message(), "no");
+    }
+
+    #[test]
     fn messages_are_cut_at_a_character_boundary() {
         for text in ["a".repeat(5000), "张".repeat(2000), "a张{".repeat(700)] {
             let cut = cut_message(&text);
@@ -240,6 +342,21 @@ mod tests {
             assert_eq!(rewrite_size_status(&mut h), rewritten, "{status} {message}");
             let expect = if rewritten { "8" } else { status };
             assert_eq!(h.get("grpc-status").unwrap(), expect);
+            assert_eq!(
+                h.contains_key("grpc-status-details-bin"),
+                rewritten,
+                "{status} {message}"
+            );
+            if rewritten {
+                let info = Status::from_header_map(&h)
+                    .unwrap()
+                    .get_error_details()
+                    .error_info()
+                    .cloned()
+                    .unwrap();
+                assert_eq!(info.reason, "MESSAGE_TOO_LARGE");
+                assert_eq!(info.domain, ERROR_DOMAIN);
+            }
         }
         let mut h = HeaderMap::new();
         h.insert("grpc-status", HeaderValue::from_static("11"));

@@ -397,7 +397,7 @@ impl Decoder for RawCodec {
     }
 }
 
-async fn send_raw(
+pub(crate) async fn send_raw(
     channel: Channel,
     path: &'static str,
     token: &str,

@@ -9,6 +9,7 @@
 mod approvals;
 mod auth;
 mod concurrency;
+mod contract;
 mod crafted;
 mod demo;
 mod districts;
