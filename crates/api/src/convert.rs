@@ -334,6 +334,55 @@ fn is_sha256_hex(s: &str) -> bool {
 
 /// Reads an application off the wire. A draft may leave fields empty; whatever is present
 /// must be well-formed.
+/// One attachment off the wire, its problems added to `v` under `field` (the attachment's
+/// own path, such as `document`).
+fn attachment_into(v: &mut Violations, field: &str, at: &pb::Attachment) -> Attachment {
+    let af = |name: &str| format!("{field}.{name}");
+    v.text(&af("name"), &at.name, MAX_LINE_CHARS, true);
+    v.text(
+        &af("document_type"),
+        &at.document_type,
+        MAX_NAME_CHARS,
+        false,
+    );
+    if !is_media_type(&at.media_type) {
+        v.add(
+            af("media_type"),
+            "must be a media type such as application/pdf",
+        );
+    }
+    if !is_sha256_hex(&at.sha256_hex) {
+        v.add(af("sha256_hex"), "must be 64 lowercase hexadecimal digits");
+    }
+    let size = u64::try_from(at.size_bytes).unwrap_or(0);
+    if size == 0 || size > MAX_ATTACHMENT_BYTES {
+        v.add(
+            af("size_bytes"),
+            format_args!("must be between 1 and {MAX_ATTACHMENT_BYTES}"),
+        );
+    }
+    Attachment {
+        document_type: at.document_type.trim().to_owned(),
+        name: at.name.clone(),
+        media_type: at.media_type.clone(),
+        sha256_hex: at.sha256_hex.clone(),
+        size_bytes: size,
+    }
+}
+
+/// A single attachment given as the field `field`, or every problem with it.
+pub fn attachment_from_pb(
+    field: &str,
+    at: Option<&pb::Attachment>,
+) -> Result<Attachment, Vec<Violation>> {
+    let Some(at) = at else {
+        return Err(vec![Violation::new(field, "is required")]);
+    };
+    let mut v = Violations::new();
+    let attachment = attachment_into(&mut v, field, at);
+    v.into_result(attachment)
+}
+
 pub fn application_from_pb(app: Option<&pb::Application>) -> Result<Application, Vec<Violation>> {
     let Some(a) = app else {
         return Err(vec![Violation::new("application", "is required")]);
@@ -425,37 +474,11 @@ pub fn application_from_pb(app: Option<&pb::Application>) -> Result<Application,
         &a.attachments[..]
     };
     for (i, at) in listed.iter().enumerate() {
-        let af = |name: &str| f(&format!("attachments[{i}].{name}"));
-        v.text(&af("name"), &at.name, MAX_LINE_CHARS, true);
-        v.text(
-            &af("document_type"),
-            &at.document_type,
-            MAX_NAME_CHARS,
-            false,
-        );
-        if !is_media_type(&at.media_type) {
-            v.add(
-                af("media_type"),
-                "must be a media type such as application/pdf",
-            );
-        }
-        if !is_sha256_hex(&at.sha256_hex) {
-            v.add(af("sha256_hex"), "must be 64 lowercase hexadecimal digits");
-        }
-        let size = u64::try_from(at.size_bytes).unwrap_or(0);
-        if size == 0 || size > MAX_ATTACHMENT_BYTES {
-            v.add(
-                af("size_bytes"),
-                format_args!("must be between 1 and {MAX_ATTACHMENT_BYTES}"),
-            );
-        }
-        attachments.push(Attachment {
-            document_type: at.document_type.trim().to_owned(),
-            name: at.name.clone(),
-            media_type: at.media_type.clone(),
-            sha256_hex: at.sha256_hex.clone(),
-            size_bytes: size,
-        });
+        attachments.push(attachment_into(
+            &mut v,
+            &f(&format!("attachments[{i}]")),
+            at,
+        ));
     }
     let fiscal_year = match a.fiscal_year {
         0 => None,

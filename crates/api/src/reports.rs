@@ -17,13 +17,13 @@ use relief_proto::v1::report_service_server::ReportService;
 use relief_store::{CaseRecord, DistrictRecord, PaymentRecord, Store};
 use tonic::{Request, Response, Status};
 
+use crate::ApiContext;
 use crate::auth::{Caller, CaseVisibility};
-use crate::cases::handle;
 use crate::convert::state_to_pb;
-use crate::disbursements::payment_views;
 use crate::error::{ApiError, ApiResult};
+use crate::payments::payment_views;
+use crate::plumbing::handle;
 use crate::streams::StreamSlot;
-use crate::{ApiContext, Begun, commit};
 
 const MAX_NARRATIVE_CHARS: usize = 10_000;
 
@@ -473,9 +473,7 @@ impl ReportApi {
             .ok_or_else(|| {
                 ApiError::denied("the narrative is written by the bureau head or the bureau office")
             })?;
-        let key =
-            self.ctx
-                .idempotency_key(&caller, "UpdateReportNarrative", &req.request_id, &req)?;
+        let m = self.ctx.mutation(&caller, &req.request_id, &req)?;
         let year = check_year(req.fiscal_year)?;
         let known =
             NARRATIVE_SECTIONS.iter().any(|(k, _)| *k == req.section) || req.section == "other";
@@ -492,18 +490,15 @@ impl ReportApi {
                 format_args!("must be at most {MAX_NARRATIVE_CHARS} characters"),
             ));
         }
-        let mut tx = match self.ctx.begin(Some(&district), &caller, role, &key).await? {
-            Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => *tx,
-        };
-        tx.set_narrative(&district, year, &req.section, text)
-            .await?;
-        let resp = pb::UpdateReportNarrativeResponse {
-            section: req.section.clone(),
-            text: text.to_owned(),
-        };
-        commit(tx, &key, &resp).await?;
-        Ok(resp)
+        m.run(Some(&district), role, async |tx| {
+            tx.set_narrative(&district, year, &req.section, text)
+                .await?;
+            Ok(pb::UpdateReportNarrativeResponse {
+                section: req.section.clone(),
+                text: text.to_owned(),
+            })
+        })
+        .await
     }
 
     async fn export_cases(

@@ -8,6 +8,20 @@ pub mod v1 {
     tonic::include_proto!("relief.v1");
 }
 
+/// A unary RPC, known by its request type: the service and method it is sent to and what it
+/// answers. Implemented for every unary method of the contract by code generated from the
+/// descriptors.
+pub trait Rpc: prost::Message + Default {
+    /// The service's full name, e.g. `relief.v1.CaseService`.
+    const SERVICE: &'static str;
+    /// The method's name within its service, e.g. `CreateCase`.
+    const METHOD: &'static str;
+    /// The method's response.
+    type Response: prost::Message + Default;
+}
+
+include!(concat!(env!("OUT_DIR"), "/rpcs.rs"));
+
 /// The encoded descriptor set of every relief proto file, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/relief_descriptor.bin"));

@@ -2,7 +2,7 @@
 //! ledger's entries, and the inbox queries. Writes go through [`WriteTx`] like every other.
 
 use chrono::{DateTime, Utc};
-use relief_domain::approval::BudgetBalance;
+use relief_domain::approval::{BudgetBalance, DecisionKind, DelegationFacts};
 use relief_domain::ledger::{ENTRY_EVENT_ACTION, ENTRY_RESOURCE, EntryKind, RecordedEntry};
 use relief_domain::{CaseId, DistrictId, Money, Role, StepId};
 use sea_orm::Condition;
@@ -13,8 +13,8 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use crate::entity::approval::{decision, delegation, ledger_entry, meeting, meeting_item};
 use crate::entity::case;
+use crate::entity::{decision, delegation, ledger_entry, meeting, meeting_item};
 use crate::error::{Error, Result};
 use crate::records::CaseRecord;
 use crate::{Store, WriteTx};
@@ -25,8 +25,7 @@ pub struct DecisionRecord {
     pub case_id: CaseId,
     pub step_id: StepId,
     pub step_name: String,
-    /// `approve`, `return` or `reject`.
-    pub decision: String,
+    pub decision: DecisionKind,
     pub actor_subject: String,
     pub actor_name: String,
     pub actor_role: Role,
@@ -62,7 +61,7 @@ pub struct DelegationRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MeetingItemRecord {
     pub case_id: CaseId,
-    pub decision: Option<String>,
+    pub decision: Option<DecisionKind>,
     pub approved_amount: Option<Money>,
     pub return_to_step_id: Option<String>,
     pub opinion: Option<String>,
@@ -93,7 +92,7 @@ impl DecisionRecord {
             case_id: CaseId::parse(&r.case_id).map_err(corrupt("case id"))?,
             step_id: StepId::parse(&r.step_id).map_err(corrupt("step id"))?,
             step_name: r.step_name,
-            decision: r.decision,
+            decision: r.decision.into(),
             actor_subject: r.actor_subject,
             actor_name: r.actor_name,
             actor_role: r.actor_role.parse().map_err(corrupt("role"))?,
@@ -113,6 +112,17 @@ impl DecisionRecord {
 }
 
 impl DelegationRecord {
+    /// The delegation as the domain judges it ([`DelegationFacts`]).
+    pub fn facts(&self) -> DelegationFacts<'_> {
+        DelegationFacts {
+            role: self.role,
+            delegator: &self.delegator_subject,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            revoked_at: self.revoked_at,
+        }
+    }
+
     fn from_row(r: delegation::Model) -> Result<Self> {
         Ok(Self {
             id: r.id,
@@ -167,7 +177,7 @@ async fn meeting<C: ConnectionTrait>(
         .map(|i| {
             Ok(MeetingItemRecord {
                 case_id: CaseId::parse(&i.case_id).map_err(corrupt("case id"))?,
-                decision: i.decision,
+                decision: i.decision.map(Into::into),
                 approved_amount: i
                     .approved_amount_fen
                     .map(Money::from_fen)
@@ -246,7 +256,7 @@ impl WriteTx {
             case_id: d.case_id.to_string(),
             step_id: d.step_id.to_string(),
             step_name: d.step_name.clone(),
-            decision: d.decision.clone(),
+            decision: d.decision.into(),
             actor_subject: d.actor_subject.clone(),
             actor_name: d.actor_name.clone(),
             actor_role: d.actor_role.as_str().to_owned(),
@@ -449,7 +459,7 @@ impl WriteTx {
         meeting_item::Entity::update_many()
             .col_expr(
                 meeting_item::Column::Decision,
-                Expr::value(item.decision.clone()),
+                Expr::value(item.decision.map(decision::Kind::from)),
             )
             .col_expr(
                 meeting_item::Column::ApprovedAmountFen,
@@ -590,7 +600,15 @@ async fn active_delegations<C: ConnectionTrait>(
         .filter(delegation::Column::RevokedAt.is_null())
         .all(conn)
         .await?;
-    rows.into_iter().map(DelegationRecord::from_row).collect()
+    // The query narrows the rows; whether each is in force is the domain's to say.
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let d = DelegationRecord::from_row(row)?;
+        if d.facts().active(now) {
+            out.push(d);
+        }
+    }
+    Ok(out)
 }
 
 impl Store {

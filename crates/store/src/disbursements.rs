@@ -12,8 +12,8 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use crate::entity::approval::{fiscal_year_closure, follow_up, ledger_entry, payment};
 use crate::entity::case;
+use crate::entity::{fiscal_year_closure, follow_up, ledger_entry, payment};
 use crate::error::{Error, Result};
 use crate::records::CaseRecord;
 use crate::{Store, WriteTx};
@@ -53,6 +53,27 @@ pub struct FollowUpRecord {
     pub recorded_at: Option<DateTime<Utc>>,
     /// The fiscal year of the case, for the report.
     pub fiscal_year: Option<i32>,
+}
+
+impl FollowUpRecord {
+    /// The `sequence`th follow-up of `case`, due on `due_date`, not yet done.
+    pub fn due(id: String, case: &CaseRecord, sequence: i32, due_date: NaiveDate) -> Self {
+        Self {
+            id,
+            district_id: case.district_id.clone(),
+            case_id: case.id,
+            sequence,
+            due_date,
+            done: false,
+            done_date: None,
+            method: None,
+            petitioned_again: false,
+            notes: None,
+            recorded_by: None,
+            recorded_at: None,
+            fiscal_year: case.application.fiscal_year,
+        }
+    }
 }
 
 /// One ledger entry as read back.

@@ -701,6 +701,21 @@ impl WriteTx {
         row.map(|r| rules_from_json(&r.rules)).transpose()
     }
 
+    /// The rules `case` was filed under; a case always has them.
+    pub async fn case_rules(&self, case: &CaseRecord) -> Result<FundRules> {
+        self.rules_version(&case.district_id, case.rules_version)
+            .await?
+            .ok_or_else(|| {
+                Error::corrupt(
+                    "case",
+                    format!(
+                        "case {} names rules version {}, which is missing",
+                        case.id, case.rules_version
+                    ),
+                )
+            })
+    }
+
     // ---- cases ----
 
     /// The case as it is now, with the district's writers serialized behind this one, so
