@@ -14,7 +14,7 @@ use relief_domain::privacy::{Field, View};
 use relief_domain::{CaseId, DistrictId, Role, UnitId};
 use relief_proto::v1 as pb;
 use relief_proto::v1::disbursement_service_server::DisbursementService;
-use relief_store::{CaseRecord, FollowUpRecord, PaymentRecord};
+use relief_store::{CaseRecord, FollowUpRecord, PaymentRecord, WriteTx};
 use tonic::{Request, Response, Status};
 
 use crate::ApiContext;
@@ -154,6 +154,13 @@ fn confirm_refusal(case: CaseId, e: ConfirmRefusal) -> ApiError {
     }
 }
 
+/// The district's payment `id`, read in the write.
+async fn payment_of(tx: &WriteTx, district: &DistrictId, id: &str) -> ApiResult<PaymentRecord> {
+    tx.payment(district, id)
+        .await?
+        .ok_or(ApiError::NotFound("payment"))
+}
+
 #[derive(Debug, Clone)]
 pub struct DisbursementApi {
     ctx: ApiContext,
@@ -234,10 +241,7 @@ impl DisbursementApi {
         let bank_reference = required_text("bank_reference", &req.bank_reference, 64)?;
         let paid_on = parse_date("paid_date", &req.paid_date)?;
         m.run(Some(&district), Role::Finance, async |tx| {
-            let before = tx
-                .payment(&district, &req.payment_id)
-                .await?
-                .ok_or(ApiError::NotFound("payment"))?;
+            let before = payment_of(tx, &district, &req.payment_id).await?;
             let year_closed = tx.year_closed(&district, before.fiscal_year).await?;
             let case = visible(
                 tx.case(&district, before.case_id).await?,
@@ -305,10 +309,7 @@ impl DisbursementApi {
         let m = self.ctx.mutation(&caller, &req.request_id, &req)?;
         let reason = required_text("reason", &req.reason, MAX_TEXT)?;
         m.run(Some(&district), Role::Finance, async |tx| {
-            let before = tx
-                .payment(&district, &req.payment_id)
-                .await?
-                .ok_or(ApiError::NotFound("payment"))?;
+            let before = payment_of(tx, &district, &req.payment_id).await?;
             let PaymentState::Paid {
                 bank_reference,
                 paid_on,
@@ -372,10 +373,7 @@ impl DisbursementApi {
         let m = self.ctx.mutation(&caller, &req.request_id, &req)?;
         let reason = required_text("reason", &req.reason, MAX_TEXT)?;
         m.run(Some(&district), Role::Finance, async |tx| {
-            let before = tx
-                .payment(&district, &req.payment_id)
-                .await?
-                .ok_or(ApiError::NotFound("payment"))?;
+            let before = payment_of(tx, &district, &req.payment_id).await?;
             if before.state != PaymentState::Pending {
                 return Err(ApiError::precondition(
                     "PAYMENT_NOT_PENDING",

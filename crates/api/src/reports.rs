@@ -18,6 +18,7 @@ use relief_store::{CaseRecord, DistrictRecord, PaymentRecord, Store};
 use tonic::{Request, Response, Status};
 
 use crate::ApiContext;
+use crate::access::check_fiscal_year;
 use crate::auth::{Caller, CaseVisibility};
 use crate::convert::state_to_pb;
 use crate::error::{ApiError, ApiResult};
@@ -30,17 +31,6 @@ const MAX_NARRATIVE_CHARS: usize = 10_000;
 #[derive(Debug, Clone)]
 pub struct ReportApi {
     ctx: ApiContext,
-}
-
-fn check_year(year: i32) -> ApiResult<i32> {
-    if (2000..=2100).contains(&year) {
-        Ok(year)
-    } else {
-        Err(ApiError::invalid(
-            "fiscal_year",
-            "must be between 2000 and 2100",
-        ))
-    }
 }
 
 fn i32_of(n: u32) -> i32 {
@@ -427,7 +417,7 @@ impl ReportApi {
         caller: Caller,
         req: pb::GetIndicatorsRequest,
     ) -> ApiResult<pb::GetIndicatorsResponse> {
-        let year = check_year(req.fiscal_year)?;
+        let year = check_fiscal_year(req.fiscal_year)?;
         let d = self.district_for_read(&caller).await?;
         let _place = self.ctx.heavy_read().await?;
         let (ind, _) = self.figures(&d, year).await?;
@@ -441,7 +431,7 @@ impl ReportApi {
         caller: Caller,
         req: pb::RenderSelfEvaluationRequest,
     ) -> ApiResult<pb::RenderSelfEvaluationResponse> {
-        let year = check_year(req.fiscal_year)?;
+        let year = check_fiscal_year(req.fiscal_year)?;
         let d = self.district_for_read(&caller).await?;
         let _place = self.ctx.heavy_read().await?;
         let (ind, s) = self.figures(&d, year).await?;
@@ -474,7 +464,7 @@ impl ReportApi {
                 ApiError::denied("the narrative is written by the bureau head or the bureau office")
             })?;
         let m = self.ctx.mutation(&caller, &req.request_id, &req)?;
-        let year = check_year(req.fiscal_year)?;
+        let year = check_fiscal_year(req.fiscal_year)?;
         let known =
             NARRATIVE_SECTIONS.iter().any(|(k, _)| *k == req.section) || req.section == "other";
         if !known {
@@ -506,7 +496,7 @@ impl ReportApi {
         caller: Caller,
         req: pb::ExportCasesRequest,
     ) -> ApiResult<pb::ExportCasesResponse> {
-        let year = check_year(req.fiscal_year)?;
+        let year = check_fiscal_year(req.fiscal_year)?;
         let d = self.district_for_read(&caller).await?;
         let _place = self.ctx.heavy_read().await?;
         let max = self.ctx.max_message_bytes;
@@ -543,7 +533,7 @@ impl ReportApi {
         caller: Caller,
         req: pb::StreamCaseExportRequest,
     ) -> ApiResult<CaseExportStream> {
-        let year = check_year(req.fiscal_year)?;
+        let year = check_fiscal_year(req.fiscal_year)?;
         let d = self.district_for_read(&caller).await?;
         let slot = self
             .ctx
@@ -570,7 +560,7 @@ impl ReportApi {
         caller: Caller,
         req: pb::ExportPaymentsRequest,
     ) -> ApiResult<pb::ExportPaymentsResponse> {
-        let year = check_year(req.fiscal_year)?;
+        let year = check_fiscal_year(req.fiscal_year)?;
         let d = self.district_for_read(&caller).await?;
         let _place = self.ctx.heavy_read().await?;
         let max = self.ctx.max_message_bytes;
@@ -610,7 +600,7 @@ impl ReportApi {
                 "the city comparison is for city-scoped roles",
             ));
         }
-        let year = check_year(req.fiscal_year)?;
+        let year = check_fiscal_year(req.fiscal_year)?;
         let _place = self.ctx.heavy_read().await?;
         let mut districts = Vec::new();
         let mut after = None;
@@ -645,66 +635,13 @@ impl ReportApi {
                 re_petitions: i64_of(ind.re_petitions),
             });
         }
-        let city_total = city_total(&rows);
+        let city_total = relief_proto::comparison::city_total(&rows);
 
         Ok(pb::GetCityComparisonResponse {
             districts: rows,
             city_total: Some(city_total),
             missing_district_ids: Vec::new(),
         })
-    }
-}
-
-/// The city's totals over the districts' rows: sums of money and cases, and rates and means
-/// recomputed from the sums (not averaged from the districts' rates). The backends and the
-/// gateway, which merges the rows of several backends, both total this way.
-pub fn city_total(rows: &[pb::DistrictComparison]) -> pb::DistrictComparison {
-    let sum = |f: fn(&pb::DistrictComparison) -> i64| {
-        rows.iter().fold(0i64, |acc, r| acc.saturating_add(f(r)))
-    };
-    let allocated = sum(|r| r.allocated_fen);
-    let paid = sum(|r| r.paid_fen);
-    let paid_cases = sum(|r| r.paid_cases);
-    let target = sum(|r| i64::from(r.target_case_count));
-    let amount_total = sum(|r| r.amount_total_fen);
-    let amount_cases = sum(|r| r.amount_cases);
-    let timed = sum(|r| r.timed_payments);
-    let re_petitions = sum(|r| r.re_petitions);
-    let seconds: i128 = rows
-        .iter()
-        .map(|r| i128::from(r.mean_seconds_to_payment) * i128::from(r.timed_payments))
-        .sum();
-    let unsigned = |v: i64| u64::try_from(v).unwrap_or(0);
-    let rate = |part: i64, whole: i64| {
-        i32_of(relief_domain::report::rate_bp(
-            unsigned(part),
-            unsigned(whole),
-        ))
-    };
-    pb::DistrictComparison {
-        district_id: String::new(),
-        district_name: "全市合计".to_owned(),
-        allocated_fen: allocated,
-        paid_fen: paid,
-        execution_rate_bp: rate(paid, allocated),
-        paid_cases,
-        target_case_count: i32::try_from(target).unwrap_or(i32::MAX),
-        mean_amount_fen: if amount_cases == 0 {
-            0
-        } else {
-            amount_total / amount_cases
-        },
-        mean_seconds_to_payment: if timed == 0 {
-            0
-        } else {
-            i64::try_from(seconds / i128::from(timed)).unwrap_or(0)
-        },
-        re_petition_rate_bp: rate(re_petitions, paid_cases),
-        grade: String::new(),
-        amount_total_fen: amount_total,
-        amount_cases,
-        timed_payments: timed,
-        re_petitions,
     }
 }
 

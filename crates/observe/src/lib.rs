@@ -48,7 +48,8 @@ pub mod names {
     /// Counter: responses reset because their reader read nothing for the stall timeout,
     /// labelled `service`.
     pub const STREAMS_STALLED: &str = "relief_streams_stalled_total";
-    /// Counter: approval decisions committed by DecideCase, labelled `path`: `optimistic`
+    /// Counter: approval decisions committed by DecideCase, labelled `district` and `path`:
+    /// `optimistic`
     /// when the case read before joining the district's queue of writers was still current,
     /// `queued` when the decision had to be taken again in the queue.
     pub const DECISIONS: &str = "relief_decisions_total";
@@ -72,7 +73,14 @@ impl DecisionPath {
     }
 }
 
-/// Counts one committed decision ([`names::DECISIONS`]).
-pub fn count_decision(path: DecisionPath) {
-    metrics::counter!(names::DECISIONS, "path" => path.as_str()).increment(1);
+impl KnownLabels {
+    /// Counts one committed decision in `district` ([`names::DECISIONS`]).
+    pub fn count_decision(&self, district: &str, path: DecisionPath) {
+        metrics::counter!(
+            names::DECISIONS,
+            "district" => self.district(district).to_owned(),
+            "path" => path.as_str()
+        )
+        .increment(1);
+    }
 }

@@ -1,12 +1,17 @@
 //! The wire contract, generated from `proto/relief/v1`. Only the API edge and clients use
 //! these types; the domain converts to and from them at the boundary. Besides the generated
-//! code there is only the binding of relief-wire's codec to this contract's descriptor set.
+//! code there is the binding of relief-wire's codec to this contract's descriptor set, and
+//! what the backends and the gateway both do with the wire types: page tokens
+//! ([`paging`]) and the city's row of the district comparison ([`comparison`]).
 
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
 pub mod v1 {
     tonic::include_proto!("relief.v1");
 }
+
+pub mod comparison;
+pub mod paging;
 
 /// A unary RPC, known by its request type: the service and method it is sent to and what it
 /// answers. Implemented for every unary method of the contract by code generated from the

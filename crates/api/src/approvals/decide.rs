@@ -8,6 +8,7 @@ use relief_domain::approval::{
 };
 use relief_domain::ledger::EntryKind;
 use relief_domain::{Money, Role, StepId, Violation};
+use relief_observe::DecisionPath;
 use relief_proto::v1 as pb;
 use relief_store::{CaseRecord, DecisionRecord, WriteTx};
 
@@ -227,20 +228,20 @@ impl ApprovalApi {
         caller: Caller,
         req: pb::DecideCaseRequest,
     ) -> ApiResult<pb::DecideCaseResponse> {
-        match self
+        let (resp, path) = match self
             .decide_case_as(Locking::Optimistic, &caller, &req)
             .await
         {
-            Ok(resp) => {
-                relief_observe::count_decision(relief_observe::DecisionPath::Optimistic);
-                Ok(resp)
-            }
-            Err(_) => {
-                let resp = self.decide_case_as(Locking::Queued, &caller, &req).await?;
-                relief_observe::count_decision(relief_observe::DecisionPath::Queued);
-                Ok(resp)
-            }
+            Ok(resp) => (resp, DecisionPath::Optimistic),
+            Err(_) => (
+                self.decide_case_as(Locking::Queued, &caller, &req).await?,
+                DecisionPath::Queued,
+            ),
+        };
+        if let Ok(district) = caller.district() {
+            self.ctx.labels.count_decision(district.as_str(), path);
         }
+        Ok(resp)
     }
 
     async fn decide_case_as(
