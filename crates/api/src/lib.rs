@@ -17,7 +17,7 @@ mod ledger;
 pub mod paging;
 mod payments;
 mod plumbing;
-pub mod reports;
+mod reports;
 mod streams;
 mod sync;
 

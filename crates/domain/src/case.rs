@@ -473,13 +473,18 @@ pub fn enter_step(
     step: Option<&ApprovalStep>,
     now: DateTime<Utc>,
 ) -> Option<Waiting> {
-    match (state, step) {
-        (CaseState::InReview { .. }, Some(step)) => Some(Waiting {
+    match state {
+        CaseState::InReview { .. } => step.map(|step| Waiting {
             role: step.role,
             since: now,
             until: now + chrono::Duration::days(i64::from(step.deadline_days)),
         }),
-        _ => None,
+        CaseState::Draft
+        | CaseState::Returned { .. }
+        | CaseState::Withdrawn
+        | CaseState::Rejected
+        | CaseState::Approved
+        | CaseState::Paid => None,
     }
 }
 
