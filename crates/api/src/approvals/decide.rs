@@ -2,15 +2,16 @@
 //! gathered, [`relief_domain::approval::decide_step`] decides, and what it returned is
 //! written: the decision record, the reservation of a final approval, the case's move.
 
+use chrono::{DateTime, Utc};
 use relief_domain::approval::{
-    DecideError, Decider, Decision, ReserveRefusal, StepFacts, StepRefusal, StoredDecider,
-    check_reservation, decide_step,
+    DecideError, Decider, Decision, ReserveRefusal, StepFacts, StepOutcome, StepRefusal,
+    StoredDecider, check_reservation, decide_step,
 };
 use relief_domain::ledger::EntryKind;
 use relief_domain::{Money, Role, StepId, Violation};
 use relief_observe::DecisionPath;
 use relief_proto::v1 as pb;
-use relief_store::{CaseRecord, DecisionRecord, WriteTx};
+use relief_store::{Actor, CaseRecord, DecisionRecord, WriteTx};
 
 use super::{ApprovalApi, decision_to_pb};
 use crate::access::{check_version, new_id, parse_case_id, visible};
@@ -154,7 +155,41 @@ pub(super) async fn apply_decision(
     tx.act_as(actor.clone());
     // The decision is a new row that nothing else refers to yet, so it is written before
     // the district's queue is joined.
-    let record = DecisionRecord {
+    let record = decision_record(
+        before,
+        step,
+        &outcome,
+        &actor,
+        opinion,
+        meeting_id,
+        tx.now(),
+    );
+    tx.insert_decision(&district, &record).await?;
+    if let Some(amount) = outcome.reserve {
+        reserve(tx, before, amount).await?;
+    }
+    let mut after = CaseRecord {
+        approved_amount: Some(outcome.amount),
+        ..before.clone()
+    };
+    after.enter(outcome.state, outcome.waits_at.as_ref(), tx.now());
+    let note = (!opinion.is_empty()).then_some(opinion);
+    tx.update_case(outcome.event, note, before, &mut after)
+        .await?;
+    Ok((after, record))
+}
+
+/// The record of a decision `outcome` taken by `actor` on `before` at `step`.
+fn decision_record(
+    before: &CaseRecord,
+    step: &StepId,
+    outcome: &StepOutcome,
+    actor: &Actor,
+    opinion: &str,
+    meeting_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> DecisionRecord {
+    DecisionRecord {
         id: new_id(),
         case_id: before.id,
         step_id: step.clone(),
@@ -171,38 +206,38 @@ pub(super) async fn apply_decision(
         over_cap_justification: before.application.over_cap_justification.clone(),
         meeting_id: meeting_id.map(str::to_owned),
         return_to_step_id: outcome.return_to.as_ref().map(ToString::to_string),
-        decided_at: tx.now(),
+        decided_at: now,
         fiscal_year: before.application.fiscal_year,
         waited_secs: before
             .step_entered_at
-            .map_or(0, |t| (tx.now() - t).num_seconds().max(0)),
-    };
-    tx.insert_decision(&district, &record).await?;
-    if let Some(amount) = outcome.reserve {
-        let year = before
-            .application
-            .fiscal_year
-            .ok_or_else(|| ApiError::Internal(format!("case {} has no fiscal year", before.id)))?;
-        let closed = tx.year_closed(&district, year).await?;
-        let balance = tx.budget_balance(&district, year).await?;
-        check_reservation(year, closed, &balance, amount).map_err(|e| match e {
-            ReserveRefusal::YearClosed(_) => ApiError::precondition("YEAR_CLOSED", e.to_string()),
-            ReserveRefusal::BudgetExceeded { .. } => {
-                ApiError::precondition("BUDGET_EXCEEDED", e.to_string())
-            }
-        })?;
-        tx.add_ledger_entry(&district, year, Some(before.id), EntryKind::Reserve, amount)
-            .await?;
+            .map_or(0, |t| (now - t).num_seconds().max(0)),
     }
-    let mut after = CaseRecord {
-        approved_amount: Some(outcome.amount),
-        ..before.clone()
-    };
-    after.enter(outcome.state, outcome.waits_at.as_ref(), tx.now());
-    let note = (!opinion.is_empty()).then_some(opinion);
-    tx.update_case(outcome.event, note, before, &mut after)
-        .await?;
-    Ok((after, record))
+}
+
+/// Reserves `amount` of the case's fiscal year for a final approval, if the year is open
+/// and its budget can carry it ([`check_reservation`]).
+async fn reserve(tx: &mut WriteTx, case: &CaseRecord, amount: Money) -> ApiResult<()> {
+    let year = case
+        .application
+        .fiscal_year
+        .ok_or_else(|| ApiError::Internal(format!("case {} has no fiscal year", case.id)))?;
+    let closed = tx.year_closed(&case.district_id, year).await?;
+    let balance = tx.budget_balance(&case.district_id, year).await?;
+    check_reservation(year, closed, &balance, amount).map_err(|e| match e {
+        ReserveRefusal::YearClosed(_) => ApiError::precondition("YEAR_CLOSED", e.to_string()),
+        ReserveRefusal::BudgetExceeded { .. } => {
+            ApiError::precondition("BUDGET_EXCEEDED", e.to_string())
+        }
+    })?;
+    tx.add_ledger_entry(
+        &case.district_id,
+        year,
+        Some(case.id),
+        EntryKind::Reserve,
+        amount,
+    )
+    .await?;
+    Ok(())
 }
 
 /// A district-scoped caller's write, attributed provisionally to its first role until the
