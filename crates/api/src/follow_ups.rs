@@ -4,7 +4,7 @@
 use relief_domain::Role;
 use relief_proto::v1 as pb;
 use relief_proto::v1::follow_up_service_server::FollowUpService;
-use relief_store::{CaseRecord, FollowUpRecord};
+use relief_store::{CaseRecord, FollowUpRecord, WriteTx};
 use tonic::{Request, Response, Status};
 
 use crate::ApiContext;
@@ -34,6 +34,28 @@ fn follow_up_to_pb(f: &FollowUpRecord) -> pb::FollowUp {
         recorded_by: f.recorded_by.clone().unwrap_or_default(),
         record_time: f.recorded_at.map(timestamp),
     }
+}
+
+/// Marks the case of `follow_up` as petitioned again (再次上访), once.
+async fn flag_petitioned_again(tx: &mut WriteTx, follow_up: &FollowUpRecord) -> ApiResult<()> {
+    let case = visible(
+        tx.case(&follow_up.district_id, follow_up.case_id).await?,
+        &CaseVisibility::District,
+    )?;
+    if !case.petitioned_again {
+        let mut flagged = CaseRecord {
+            petitioned_again: true,
+            ..case.clone()
+        };
+        tx.update_case(
+            "case.petitioned_again",
+            Some("follow-up found a new petition"),
+            &case,
+            &mut flagged,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Roles that record follow-ups: the bureau's reviewing staff.
@@ -148,23 +170,7 @@ impl FollowUpApi {
             };
             tx.record_follow_up(&before, &after).await?;
             if req.petitioned_again {
-                let case = visible(
-                    tx.case(&district, before.case_id).await?,
-                    &CaseVisibility::District,
-                )?;
-                if !case.petitioned_again {
-                    let mut flagged = CaseRecord {
-                        petitioned_again: true,
-                        ..case.clone()
-                    };
-                    tx.update_case(
-                        "case.petitioned_again",
-                        Some("follow-up found a new petition"),
-                        &case,
-                        &mut flagged,
-                    )
-                    .await?;
-                }
+                flag_petitioned_again(tx, &before).await?;
             }
             Ok(pb::RecordFollowUpResponse {
                 follow_up: Some(follow_up_to_pb(&after)),

@@ -2,12 +2,13 @@
 //! verification against the cases and the audit chain ([`relief_domain::ledger::verify`]),
 //! closing a year, and the windows in which imports may write a closed year.
 
+use relief_domain::DistrictId;
 use relief_domain::approval::BudgetBalance;
 use relief_domain::ledger::{self, EntryKind};
 use relief_domain::{Money, Role};
 use relief_proto::v1 as pb;
 use relief_proto::v1::ledger_service_server::LedgerService;
-use relief_store::ImportWindowRecord;
+use relief_store::{ImportWindowRecord, Store};
 use tonic::{Request, Response, Status};
 
 use crate::ApiContext;
@@ -56,6 +57,47 @@ fn entry_kind_to_pb(k: EntryKind) -> pb::LedgerEntryKind {
         EntryKind::Pay => pb::LedgerEntryKind::Pay,
         EntryKind::Reverse => pb::LedgerEntryKind::Reverse,
     }
+}
+
+/// The year's ledger entries as verification sees them, each with what the audit chain
+/// holds about it, read 5,000 at a time.
+async fn entry_views(
+    store: &Store,
+    district: &DistrictId,
+    year: i32,
+) -> ApiResult<Vec<ledger::EntryView>> {
+    // Entries up to this id were written before each entry had an audit event.
+    let audited_after = store.ledger_audited_after(district).await?;
+    let mut entries = Vec::new();
+    let mut offset = 0;
+    loop {
+        let batch = store.ledger_entries(district, year, offset, 5_000).await?;
+        let n = batch.len() as u64;
+        let ids: Vec<i64> = batch
+            .iter()
+            .map(|e| e.id)
+            .filter(|id| *id > audited_after)
+            .collect();
+        let mut recorded = store.ledger_entry_events(district, &ids).await?;
+        entries.extend(batch.into_iter().map(|e| ledger::EntryView {
+            id: e.id,
+            fiscal_year: year,
+            kind: e.kind,
+            amount: e.amount,
+            case_id: e.case_id,
+            imported: e.imported,
+            audit: if e.id > audited_after {
+                ledger::EntryAudit::Events(recorded.remove(&e.id).unwrap_or_default())
+            } else {
+                ledger::EntryAudit::Predates
+            },
+        }));
+        if n < 5_000 {
+            break;
+        }
+        offset += n;
+    }
+    Ok(entries)
 }
 
 #[derive(Debug, Clone)]
@@ -123,37 +165,7 @@ impl LedgerApi {
             .rules
             .budget_for(year)
             .map_or(Money::ZERO, |b| b.allocated);
-        // Entries up to this id were written before each entry had an audit event.
-        let audited_after = store.ledger_audited_after(&district).await?;
-        let mut entries = Vec::new();
-        let mut offset = 0;
-        loop {
-            let batch = store.ledger_entries(&district, year, offset, 5_000).await?;
-            let n = batch.len() as u64;
-            let ids: Vec<i64> = batch
-                .iter()
-                .map(|e| e.id)
-                .filter(|id| *id > audited_after)
-                .collect();
-            let mut recorded = store.ledger_entry_events(&district, &ids).await?;
-            entries.extend(batch.into_iter().map(|e| ledger::EntryView {
-                id: e.id,
-                fiscal_year: year,
-                kind: e.kind,
-                amount: e.amount,
-                case_id: e.case_id,
-                imported: e.imported,
-                audit: if e.id > audited_after {
-                    ledger::EntryAudit::Events(recorded.remove(&e.id).unwrap_or_default())
-                } else {
-                    ledger::EntryAudit::Predates
-                },
-            }));
-            if n < 5_000 {
-                break;
-            }
-            offset += n;
-        }
+        let entries = entry_views(store, &district, year).await?;
         let cases = store.cases_of_year(&district, year).await?;
         let views: Vec<ledger::CaseView> = cases
             .iter()
