@@ -11,10 +11,11 @@ use serde_json::Value;
 use tonic::{Request, Response, Status};
 
 use crate::ApiContext;
+use crate::access::{parse_case_id, visible};
 use crate::auth::{Caller, CaseVisibility};
-use crate::cases::{handle, parse_case_id, visible};
 use crate::convert::timestamp;
 use crate::error::{ApiError, ApiResult};
+use crate::plumbing::handle;
 
 #[derive(Debug, Clone)]
 pub struct AuditApi {

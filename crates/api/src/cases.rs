@@ -5,18 +5,19 @@ use chrono::Duration;
 use relief_domain::approval::entry_step;
 use relief_domain::case::{CaseState, check_submission};
 use relief_domain::ledger::EntryKind;
-use relief_domain::rules::ApprovalStep;
 use relief_domain::{CaseId, CategoryCode, Role, UnitId};
 use relief_proto::v1 as pb;
 use relief_proto::v1::case_service_server::CaseService;
 use relief_store::{CaseFilter, CaseRecord, WriteTx};
 use tonic::{Request, Response, Status};
 
+use crate::ApiContext;
+use crate::access::{check_length, check_version, parse_case_id, visible};
 use crate::auth::{Caller, CaseVisibility};
 use crate::convert::{application_from_pb, case_to_pb, state_from_pb};
 use crate::error::{ApiError, ApiResult};
 use crate::paging::ListKey;
-use crate::{ApiContext, Begun, commit};
+use crate::plumbing::{check_request_id, handle};
 
 /// The longest recipient-name search text.
 const MAX_SEARCH_CHARS: usize = 64;
@@ -31,45 +32,6 @@ impl CaseApi {
     pub fn new(ctx: ApiContext) -> Self {
         Self { ctx }
     }
-}
-
-pub(crate) fn parse_case_id(s: &str) -> ApiResult<CaseId> {
-    CaseId::parse(s).map_err(|e| ApiError::invalid("case_id", e))
-}
-
-/// The case if the caller may see it; another unit's case is "not found".
-pub(crate) fn visible(
-    case: Option<CaseRecord>,
-    visibility: &CaseVisibility,
-) -> ApiResult<CaseRecord> {
-    match (case, visibility) {
-        (Some(c), CaseVisibility::District) => Ok(c),
-        (Some(c), CaseVisibility::Unit(u)) if &c.applicant_unit_id == u => Ok(c),
-        (Some(_), CaseVisibility::Unit(_)) | (None, _) => Err(ApiError::NotFound("case")),
-    }
-}
-
-/// Puts a case into `state`; a state in review waits at `step`, whose role, arrival and
-/// deadline the inbox reads.
-pub(crate) fn move_to(
-    case: &mut CaseRecord,
-    state: CaseState,
-    step: Option<&ApprovalStep>,
-    now: chrono::DateTime<chrono::Utc>,
-) {
-    match (&state, step) {
-        (CaseState::InReview { .. }, Some(step)) => {
-            case.step_role = Some(step.role);
-            case.step_entered_at = Some(now);
-            case.step_deadline_at = Some(now + Duration::days(i64::from(step.deadline_days)));
-        }
-        _ => {
-            case.step_role = None;
-            case.step_entered_at = None;
-            case.step_deadline_at = None;
-        }
-    }
-    case.state = state;
 }
 
 /// Gives an approved case's reservation back to the budget.
@@ -91,31 +53,23 @@ pub(crate) async fn release_reservation(tx: &mut WriteTx, case: &CaseRecord) -> 
     Ok(())
 }
 
-/// The request id's key and the application, or every problem with either at once.
-fn both<K, A>(
-    key: ApiResult<K>,
-    application: Result<A, Vec<relief_domain::Violation>>,
-) -> ApiResult<(K, A)> {
-    match (key, application) {
-        (Ok(k), Ok(a)) => Ok((k, a)),
+/// The application, with every problem of it and of the request id at once.
+fn application_with_request_id(
+    request_id: &str,
+    application: Option<&pb::Application>,
+) -> ApiResult<relief_domain::Application> {
+    match (
+        check_request_id(request_id),
+        application_from_pb(application),
+    ) {
+        (Ok(()), Ok(a)) => Ok(a),
         (Err(ApiError::InvalidArgument(mut v)), Err(more)) => {
             v.extend(more);
             Err(ApiError::InvalidArgument(v))
         }
         (Err(e), _) => Err(e),
-        (Ok(_), Err(v)) => Err(ApiError::InvalidArgument(v)),
+        (Ok(()), Err(v)) => Err(ApiError::InvalidArgument(v)),
     }
-}
-
-/// `expected_version` 0 means "do not check".
-pub(crate) fn check_version(expected: i64, case: &CaseRecord) -> ApiResult<()> {
-    if expected != 0 && expected != case.version {
-        return Err(ApiError::Aborted(format!(
-            "the case is at version {}, not {expected}: re-read it and retry",
-            case.version
-        )));
-    }
-    Ok(())
 }
 
 impl CaseApi {
@@ -126,51 +80,41 @@ impl CaseApi {
     ) -> ApiResult<pb::CreateCaseResponse> {
         let district = caller.require_district_role(Role::ApplicantUnit)?.clone();
         let unit = caller.unit()?.clone();
-        let (key, application) = both(
-            self.ctx
-                .idempotency_key(&caller, "CreateCase", &req.request_id, &req),
-            application_from_pb(req.application.as_ref()),
-        )?;
-        let mut tx = match self
-            .ctx
-            .begin(Some(&district), &caller, Role::ApplicantUnit, &key)
-            .await?
-        {
-            Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => *tx,
-        };
-        let d = tx
-            .district(&district)
-            .await?
-            .ok_or(ApiError::NotFound("district"))?;
-        let now = tx.now();
-        let record = CaseRecord {
-            id: CaseId::new_v7(),
-            district_id: district.clone(),
-            applicant_unit_id: unit,
-            state: CaseState::Draft,
-            application,
-            rules_version: d.rules_version,
-            over_cap: false,
-            repeat_relief: false,
-            approved_amount: None,
-            step_role: None,
-            step_entered_at: None,
-            step_deadline_at: None,
-            petitioned_again: false,
-            version: 1,
-            created_by: caller.claims().subject().to_string(),
-            created_at: now,
-            updated_at: now,
-            submitted_at: None,
-        };
-        tx.insert_case(&record).await?;
-        let resp = pb::CreateCaseResponse {
-            case: Some(case_to_pb(&record, &caller.case_view(&record))),
-        };
-        commit(tx, &key, &resp).await?;
-        tracing::info!(district = %district, case = %record.id, "case created");
-        Ok(resp)
+        let application = application_with_request_id(&req.request_id, req.application.as_ref())?;
+        let m = self.ctx.mutation(&caller, &req.request_id, &req)?;
+        m.run(Some(&district), Role::ApplicantUnit, async |tx| {
+            let d = tx
+                .district(&district)
+                .await?
+                .ok_or(ApiError::NotFound("district"))?;
+            let now = tx.now();
+            let record = CaseRecord {
+                id: CaseId::new_v7(),
+                district_id: district.clone(),
+                applicant_unit_id: unit,
+                state: CaseState::Draft,
+                application,
+                rules_version: d.rules_version,
+                over_cap: false,
+                repeat_relief: false,
+                approved_amount: None,
+                step_role: None,
+                step_entered_at: None,
+                step_deadline_at: None,
+                petitioned_again: false,
+                version: 1,
+                created_by: caller.claims().subject().to_string(),
+                created_at: now,
+                updated_at: now,
+                submitted_at: None,
+            };
+            tx.insert_case(&record).await?;
+            tracing::info!(district = %district, case = %record.id, "case created");
+            Ok(pb::CreateCaseResponse {
+                case: Some(case_to_pb(&record, &caller.case_view(&record))),
+            })
+        })
+        .await
     }
 
     async fn get(&self, caller: Caller, req: pb::GetCaseRequest) -> ApiResult<pb::GetCaseResponse> {
@@ -263,37 +207,30 @@ impl CaseApi {
     ) -> ApiResult<pb::UpdateCaseResponse> {
         let district = caller.require_district_role(Role::ApplicantUnit)?.clone();
         let unit = caller.unit()?.clone();
-        let (key, application) = both(
-            self.ctx
-                .idempotency_key(&caller, "UpdateCase", &req.request_id, &req),
-            application_from_pb(req.application.as_ref()),
-        )?;
+        let application = application_with_request_id(&req.request_id, req.application.as_ref())?;
+        let m = self.ctx.mutation(&caller, &req.request_id, &req)?;
         let id = parse_case_id(&req.case_id)?;
-        let mut tx = match self
-            .ctx
-            .begin(Some(&district), &caller, Role::ApplicantUnit, &key)
-            .await?
-        {
-            Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => *tx,
-        };
-        let before = visible(tx.case(&district, id).await?, &CaseVisibility::Unit(unit))?;
-        check_version(req.expected_version, &before)?;
-        before.state.check_editable()?;
-        let mut after = CaseRecord {
-            application,
-            ..before.clone()
-        };
-        tx.update_case("case.updated", None, &before, &mut after)
-            .await?;
-        let resp = pb::UpdateCaseResponse {
-            case: Some(case_to_pb(&after, &caller.case_view(&after))),
-        };
-        commit(tx, &key, &resp).await?;
-        tracing::info!(district = %district, case = %id, "case updated");
-        Ok(resp)
+        m.run(Some(&district), Role::ApplicantUnit, async |tx| {
+            let before = visible(tx.case(&district, id).await?, &CaseVisibility::Unit(unit))?;
+            check_version(req.expected_version, &before)?;
+            before.state.check_editable()?;
+            let mut after = CaseRecord {
+                application,
+                ..before.clone()
+            };
+            tx.update_case("case.updated", None, &before, &mut after)
+                .await?;
+            tracing::info!(district = %district, case = %id, "case updated");
+            Ok(pb::UpdateCaseResponse {
+                case: Some(case_to_pb(&after, &caller.case_view(&after))),
+            })
+        })
+        .await
     }
 
+    /// Submits a case, or resubmits a returned one: checked against the rules it was filed
+    /// under and the recipient's recent relief, it enters its chain's first applicable step
+    /// or the step that returned it.
     async fn submit(
         &self,
         caller: Caller,
@@ -301,68 +238,50 @@ impl CaseApi {
     ) -> ApiResult<pb::SubmitCaseResponse> {
         let district = caller.require_district_role(Role::ApplicantUnit)?.clone();
         let unit = caller.unit()?.clone();
-        let key = self
-            .ctx
-            .idempotency_key(&caller, "SubmitCase", &req.request_id, &req)?;
+        let m = self.ctx.mutation(&caller, &req.request_id, &req)?;
         let id = parse_case_id(&req.case_id)?;
-        let mut tx = match self
-            .ctx
-            .begin(Some(&district), &caller, Role::ApplicantUnit, &key)
-            .await?
-        {
-            Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => *tx,
-        };
-        let before = visible(tx.case(&district, id).await?, &CaseVisibility::Unit(unit))?;
-        check_version(req.expected_version, &before)?;
-        before.state.check_submittable()?;
-        // The case is judged by the rules it was filed under, not by later changes.
-        let rules = tx
-            .rules_version(&district, before.rules_version)
-            .await?
+        m.run(Some(&district), Role::ApplicantUnit, async |tx| {
+            let before = visible(tx.case(&district, id).await?, &CaseVisibility::Unit(unit))?;
+            check_version(req.expected_version, &before)?;
+            before.state.check_submittable()?;
+            // The case is judged by the rules it was filed under, not by later changes.
+            let rules = tx.case_rules(&before).await?;
+            let app = &before.application;
+            let recent = match &app.recipient.resident_id {
+                Some(rid) => {
+                    let since = tx.now() - Duration::days(i64::from(rules.repeat_relief_wait_days));
+                    tx.recent_cases_for_recipient(&district, rid.as_str(), since, before.id)
+                        .await?
+                }
+                None => Vec::new(),
+            };
+            let flags =
+                check_submission(app, &rules, &recent).map_err(ApiError::InvalidArgument)?;
+            let entry = entry_step(
+                &rules.approval_chain,
+                &before.state,
+                app.requested_amount,
+                flags.over_cap,
+            )
             .ok_or_else(|| {
-                ApiError::Internal(format!("rules version {} is missing", before.rules_version))
+                ApiError::Internal("the approval chain has no step for this case".to_owned())
             })?;
-        let app = &before.application;
-        let recent = match &app.recipient.resident_id {
-            Some(rid) => {
-                let since = tx.now() - Duration::days(i64::from(rules.repeat_relief_wait_days));
-                tx.recent_cases_for_recipient(&district, rid.as_str(), since, before.id)
-                    .await?
-            }
-            None => Vec::new(),
-        };
-        let flags = check_submission(app, &rules, &recent).map_err(ApiError::InvalidArgument)?;
-        let entry = entry_step(
-            &rules.approval_chain,
-            &before.state,
-            app.requested_amount,
-            flags.over_cap,
-        )
-        .ok_or_else(|| {
-            ApiError::Internal("the approval chain has no step for this case".to_owned())
-        })?;
-        let mut after = CaseRecord {
-            over_cap: flags.over_cap,
-            repeat_relief: flags.repeat_relief,
-            submitted_at: Some(tx.now()),
-            approved_amount: Some(app.requested_amount),
-            ..before.clone()
-        };
-        move_to(
-            &mut after,
-            before.state.submit(entry.id.clone())?,
-            Some(entry),
-            tx.now(),
-        );
-        tx.update_case("case.submitted", None, &before, &mut after)
-            .await?;
-        let resp = pb::SubmitCaseResponse {
-            case: Some(case_to_pb(&after, &caller.case_view(&after))),
-        };
-        commit(tx, &key, &resp).await?;
-        tracing::info!(district = %district, case = %id, over_cap = flags.over_cap, "case submitted");
-        Ok(resp)
+            let mut after = CaseRecord {
+                over_cap: flags.over_cap,
+                repeat_relief: flags.repeat_relief,
+                submitted_at: Some(tx.now()),
+                approved_amount: Some(app.requested_amount),
+                ..before.clone()
+            };
+            after.enter(before.state.submit(entry.id.clone())?, Some(entry), tx.now());
+            tx.update_case("case.submitted", None, &before, &mut after)
+                .await?;
+            tracing::info!(district = %district, case = %id, over_cap = flags.over_cap, "case submitted");
+            Ok(pb::SubmitCaseResponse {
+                case: Some(case_to_pb(&after, &caller.case_view(&after))),
+            })
+        })
+        .await
     }
 
     async fn withdraw(
@@ -372,58 +291,31 @@ impl CaseApi {
     ) -> ApiResult<pb::WithdrawCaseResponse> {
         let district = caller.require_district_role(Role::ApplicantUnit)?.clone();
         let unit = caller.unit()?.clone();
-        let key = self
-            .ctx
-            .idempotency_key(&caller, "WithdrawCase", &req.request_id, &req)?;
+        let m = self.ctx.mutation(&caller, &req.request_id, &req)?;
         let id = parse_case_id(&req.case_id)?;
         if req.reason.trim().is_empty() {
             return Err(ApiError::invalid("reason", "a withdrawal must say why"));
         }
-        if req.reason.chars().count() > MAX_REASON_CHARS {
-            return Err(ApiError::invalid(
-                "reason",
-                format_args!("must be at most {MAX_REASON_CHARS} characters"),
-            ));
-        }
-        let mut tx = match self
-            .ctx
-            .begin(Some(&district), &caller, Role::ApplicantUnit, &key)
-            .await?
-        {
-            Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => *tx,
-        };
-        let before = visible(tx.case(&district, id).await?, &CaseVisibility::Unit(unit))?;
-        check_version(req.expected_version, &before)?;
-        let mut after = before.clone();
-        move_to(&mut after, before.state.withdraw()?, None, tx.now());
-        if before.state == CaseState::Approved {
-            release_reservation(&mut tx, &before).await?;
-        }
-        let reason = req.reason.trim();
-        tx.update_case("case.withdrawn", Some(reason), &before, &mut after)
-            .await?;
-        let resp = pb::WithdrawCaseResponse {
-            case: Some(case_to_pb(&after, &caller.case_view(&after))),
-        };
-        commit(tx, &key, &resp).await?;
-        tracing::info!(district = %district, case = %id, "case withdrawn");
-        Ok(resp)
+        check_length("reason", &req.reason, MAX_REASON_CHARS)?;
+        m.run(Some(&district), Role::ApplicantUnit, async |tx| {
+            let before = visible(tx.case(&district, id).await?, &CaseVisibility::Unit(unit))?;
+            check_version(req.expected_version, &before)?;
+            let mut after = before.clone();
+            after.enter(before.state.withdraw()?, None, tx.now());
+            if before.state == CaseState::Approved {
+                release_reservation(tx, &before).await?;
+            }
+            let reason = req.reason.trim();
+            tx.update_case("case.withdrawn", Some(reason), &before, &mut after)
+                .await?;
+            tracing::info!(district = %district, case = %id, "case withdrawn");
+            Ok(pb::WithdrawCaseResponse {
+                case: Some(case_to_pb(&after, &caller.case_view(&after))),
+            })
+        })
+        .await
     }
 }
-
-/// Runs a handler body with the caller read from the request.
-macro_rules! handle {
-    ($self:ident, $req:ident, $method:ident) => {{
-        let caller = Caller::from_request(&$req)?;
-        $self
-            .$method(caller, $req.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(Status::from)
-    }};
-}
-pub(crate) use handle;
 
 #[tonic::async_trait]
 impl CaseService for CaseApi {

@@ -6,12 +6,12 @@ use relief_proto::v1 as pb;
 use relief_proto::v1::district_service_server::DistrictService;
 use tonic::{Request, Response, Status};
 
+use crate::ApiContext;
 use crate::auth::Caller;
-use crate::cases::handle;
 use crate::convert::{district_to_pb, rules_from_pb, rules_to_pb, timestamp};
 use crate::error::{ApiError, ApiResult};
 use crate::paging::ListKey;
-use crate::{ApiContext, Begun, commit};
+use crate::plumbing::handle;
 
 const MAX_DISTRICT_NAME_CHARS: usize = 64;
 
@@ -101,9 +101,7 @@ impl DistrictApi {
             ));
         }
         caller.require_role(Role::CityAdmin)?;
-        let key = self
-            .ctx
-            .idempotency_key(&caller, "CreateDistrict", &req.request_id, &req)?;
+        let m = self.ctx.mutation(&caller, &req.request_id, &req)?;
         let mut violations = Vec::new();
         let id = DistrictId::parse(&req.district_id)
             .map_err(|e| violations.push(Violation::new("district_id", e)))
@@ -124,22 +122,23 @@ impl DistrictApi {
         // Two retries of one creation may race on the district's key; the loser finds the
         // winner's stored response on its second pass.
         for attempt in 0..2 {
-            let mut tx = match self.ctx.begin(None, &caller, Role::CityAdmin, &key).await? {
-                Begun::Replayed(resp) => return Ok(resp),
-                Begun::Fresh(tx) => *tx,
-            };
-            let record = match tx.insert_district(&id, name, &rules).await {
-                Ok(r) => r,
-                Err(relief_store::Error::AlreadyExists(_)) if attempt == 0 => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let resp = pb::CreateDistrictResponse {
-                district: Some(district_to_pb(&record)),
-            };
-            commit(tx, &key, &resp).await?;
-            self.ctx.labels.add_districts([id.as_str()]);
-            tracing::info!(district = %id, "district created");
-            return Ok(resp);
+            let created = m
+                .run(None, Role::CityAdmin, async |tx| {
+                    let record = tx.insert_district(&id, name, &rules).await?;
+                    tracing::info!(district = %id, "district created");
+                    Ok(pb::CreateDistrictResponse {
+                        district: Some(district_to_pb(&record)),
+                    })
+                })
+                .await;
+            match created {
+                Err(ApiError::AlreadyExists(_)) if attempt == 0 => continue,
+                Err(e) => return Err(e),
+                Ok(resp) => {
+                    self.ctx.labels.add_districts([id.as_str()]);
+                    return Ok(resp);
+                }
+            }
         }
         Err(ApiError::AlreadyExists(format!(
             "district {id} already exists"
@@ -159,27 +158,18 @@ impl DistrictApi {
         }
         caller.check_district(&id)?;
         caller.require_role(Role::DistrictAdmin)?;
-        let key = self
-            .ctx
-            .idempotency_key(&caller, "UpdateFundRules", &req.request_id, &req)?;
+        let m = self.ctx.mutation(&caller, &req.request_id, &req)?;
         let rules =
             rules_from_pb(req.rules.as_ref(), "rules").map_err(ApiError::InvalidArgument)?;
         let expected = (req.expected_rules_version != 0).then_some(req.expected_rules_version);
-        let mut tx = match self
-            .ctx
-            .begin(Some(&id), &caller, Role::DistrictAdmin, &key)
-            .await?
-        {
-            Begun::Replayed(resp) => return Ok(resp),
-            Begun::Fresh(tx) => *tx,
-        };
-        let record = tx.update_rules(&id, &rules, expected).await?;
-        let resp = pb::UpdateFundRulesResponse {
-            district: Some(district_to_pb(&record)),
-        };
-        commit(tx, &key, &resp).await?;
-        tracing::info!(district = %id, rules_version = record.rules_version, "fund rules updated");
-        Ok(resp)
+        m.run(Some(&id), Role::DistrictAdmin, async |tx| {
+            let record = tx.update_rules(&id, &rules, expected).await?;
+            tracing::info!(district = %id, rules_version = record.rules_version, "fund rules updated");
+            Ok(pb::UpdateFundRulesResponse {
+                district: Some(district_to_pb(&record)),
+            })
+        })
+        .await
     }
 
     async fn get_rules_version(

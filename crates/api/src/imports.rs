@@ -15,9 +15,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use prost::Message as _;
-use relief_domain::approval::BudgetBalance;
+use relief_domain::approval::{BudgetBalance, DecisionKind};
 use relief_domain::case::{CaseState, check_submission};
-use relief_domain::payment::PaymentState;
+use relief_domain::payment::{PaymentState, paid_at, secs_to_payment};
 use relief_domain::{CaseId, Money, Role, StepId, Subject, UnitId, Violation};
 use relief_proto::v1 as pb;
 use relief_store::{CaseRecord, DecisionRecord, DistrictRecord, ImportedCase, PaymentRecord};
@@ -317,8 +317,8 @@ fn check(
             .map_err(|e| v.push(Violation::new(f("step_id"), e)))
             .ok();
         let kind = match pb::Decision::try_from(d.decision) {
-            Ok(pb::Decision::Approve) => Some("approve"),
-            Ok(pb::Decision::Reject) => Some("reject"),
+            Ok(pb::Decision::Approve) => Some(DecisionKind::Approve),
+            Ok(pb::Decision::Reject) => Some(DecisionKind::Reject),
             _ => {
                 v.push(Violation::new(
                     f("decision"),
@@ -375,7 +375,7 @@ fn check(
                     d.step_name.trim().to_owned()
                 },
                 step_id: step,
-                decision: kind.to_owned(),
+                decision: kind,
                 actor_subject: subject.to_string(),
                 actor_name: d.decided_by_name.trim().to_owned(),
                 actor_role: role,
@@ -400,15 +400,15 @@ fn check(
     let mut payment = None;
     let mut paid = None;
     match (final_decision, &r.payment) {
-        (Some("approve"), None) => v.push(Violation::new(
+        (Some(DecisionKind::Approve), None) => v.push(Violation::new(
             "payment",
             "is required: imported approved cases are paid",
         )),
-        (Some("reject"), Some(_)) => v.push(Violation::new(
+        (Some(DecisionKind::Reject), Some(_)) => v.push(Violation::new(
             "payment",
             "must be absent for a rejected case",
         )),
-        (Some("approve"), Some(p)) => {
+        (Some(DecisionKind::Approve), Some(p)) => {
             let paid_on = NaiveDate::parse_from_str(&p.paid_date, "%Y-%m-%d").ok();
             match paid_on {
                 None => v.push(Violation::new(
@@ -459,11 +459,9 @@ fn check(
                         bank_reference: p.bank_reference.trim().to_owned(),
                         paid_on,
                     },
-                    secs_to_payment: submitted
-                        .zip(paid_on.and_hms_opt(12, 0, 0))
-                        .map(|(sub, noon)| (noon.and_utc() - sub).num_seconds().max(0)),
+                    secs_to_payment: secs_to_payment(submitted, paid_on),
                     created_by: caller.claims().subject().to_string(),
-                    created_at: paid_on.and_hms_opt(12, 0, 0).map_or(now, |t| t.and_utc()),
+                    created_at: paid_at(paid_on).unwrap_or(now),
                     updated_at: now,
                 });
             }

@@ -2,36 +2,42 @@
 //! converts the request into domain values, runs the domain rule and the store write, and
 //! converts back; errors leave through [`error::ApiError`], the one mapping to `Status`.
 
+mod access;
 mod approvals;
 mod audit;
 pub mod auth;
 mod cases;
 pub mod convert;
-mod disbursements;
 mod districts;
 pub mod error;
+mod follow_ups;
 mod gate;
 mod imports;
+mod ledger;
 pub mod paging;
-pub mod reports;
+mod payments;
+mod plumbing;
+mod reports;
 mod streams;
 mod sync;
 
 use std::sync::Arc;
 
-use prost::Message;
-use relief_domain::{Clock, DistrictId};
+use relief_domain::Clock;
 use relief_observe::KnownLabels;
-use relief_store::{IdempotencyKey, Store, WriteTx};
+use relief_store::Store;
 
 pub use approvals::ApprovalApi;
 pub use audit::AuditApi;
 pub use auth::{AuthInterceptor, Caller, DISTRICT_HEADER};
 pub use cases::CaseApi;
-pub use disbursements::{DisbursementApi, FollowUpApi, LedgerApi};
 pub use districts::DistrictApi;
 use error::{ApiError, ApiResult};
+pub use follow_ups::FollowUpApi;
 pub use gate::{DatabaseGate, DatabaseGateLayer};
+pub use ledger::LedgerApi;
+pub use payments::DisbursementApi;
+pub use plumbing::MAX_REQUEST_ID_CHARS;
 pub use reports::ReportApi;
 pub use streams::StreamLimits;
 use streams::StreamSlots;
@@ -39,9 +45,6 @@ pub use sync::SyncApi;
 
 /// Heavy reads at once when the configuration says nothing.
 pub const DEFAULT_HEAVY_READS: usize = 2;
-
-/// The longest request id a client may send.
-pub const MAX_REQUEST_ID_CHARS: usize = 64;
 
 /// What every service needs: the store, the clock, and the limits.
 #[derive(Debug, Clone)]
@@ -135,115 +138,5 @@ impl ApiContext {
     pub fn with_labels(mut self, labels: KnownLabels) -> Self {
         self.labels = labels;
         self
-    }
-
-    /// Checks the client's request id and derives the key its response is kept under.
-    fn idempotency_key<M: Message>(
-        &self,
-        caller: &Caller,
-        method: &'static str,
-        request_id: &str,
-        request: &M,
-    ) -> ApiResult<IdempotencyKey> {
-        check_request_id(request_id)?;
-        Ok(IdempotencyKey::new(
-            &caller.idempotency_scope(),
-            caller.claims().subject().as_str(),
-            request_id,
-            method,
-            &request.encode_to_vec(),
-        ))
-    }
-
-    /// Opens the write for a mutation, queued behind the district's other writers, and
-    /// returns the earlier response when this request id was already applied.
-    async fn begin<R: Message + Default>(
-        &self,
-        district: Option<&DistrictId>,
-        caller: &Caller,
-        role: relief_domain::Role,
-        key: &IdempotencyKey,
-    ) -> ApiResult<Begun<R>> {
-        self.begin_as(Locking::Queued, district, caller, role, key)
-            .await
-    }
-
-    /// [`ApiContext::begin`], with the district's queue joined only at the first write
-    /// when `locking` is [`Locking::Optimistic`].
-    async fn begin_as<R: Message + Default>(
-        &self,
-        locking: Locking,
-        district: Option<&DistrictId>,
-        caller: &Caller,
-        role: relief_domain::Role,
-        key: &IdempotencyKey,
-    ) -> ApiResult<Begun<R>> {
-        let tx = self
-            .store
-            .begin_write(
-                district,
-                caller.actor(role),
-                Some(key.request_id.clone()),
-                self.clock.now(),
-            )
-            .await?;
-        if locking == Locking::Queued {
-            tx.lock().await?;
-        }
-        match tx.replay(key).await? {
-            Some(bytes) => {
-                let resp = R::decode(bytes.as_slice()).map_err(|e| {
-                    ApiError::Internal(format!("stored response does not decode: {e}"))
-                })?;
-                Ok(Begun::Replayed(resp))
-            }
-            None => Ok(Begun::Fresh(Box::new(tx))),
-        }
-    }
-}
-
-/// When a mutation joins its district's queue of writers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Locking {
-    /// Before it reads anything: what it reads cannot change before it commits.
-    Queued,
-    /// At its first write: it reads the case unqueued, and its write fails with
-    /// [`ApiError::Conflict`] if anyone changed the case in between. A call that fails
-    /// this way is run once more, queued.
-    Optimistic,
-}
-
-/// A mutation either starts fresh or was already applied.
-enum Begun<R> {
-    Fresh(Box<WriteTx>),
-    Replayed(R),
-}
-
-/// Commits the write with the response stored under the request id.
-async fn commit<R: Message>(tx: WriteTx, key: &IdempotencyKey, response: &R) -> ApiResult<()> {
-    tx.commit(Some((key, response.encode_to_vec()))).await?;
-    Ok(())
-}
-
-fn check_request_id(request_id: &str) -> ApiResult<()> {
-    if request_id.is_empty() {
-        return Err(ApiError::invalid(
-            "request_id",
-            "is required: a client-chosen id that makes retries safe",
-        ));
-    }
-    let ok = request_id.len() <= MAX_REQUEST_ID_CHARS
-        && request_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            "request_id",
-            format_args!(
-                "must be at most {MAX_REQUEST_ID_CHARS} characters of letters, digits, '-', '_', '.', ':'"
-            ),
-        ))
     }
 }

@@ -22,8 +22,8 @@ use relief_domain::case::{PetitionRef, ReceivingUnit, Recipient, Seal};
 use relief_domain::{Application, CategoryCode, Clock, ManualClock, Money, ResidentId, Role};
 use relief_proto::v1 as pb;
 use relief_proto::v1::report_service_client::ReportServiceClient;
-use relief_store::entity::approval::{decision, follow_up, ledger_entry, payment};
 use relief_store::entity::case;
+use relief_store::entity::{decision, follow_up, ledger_entry, payment};
 use sea_orm::{ConnectionTrait as _, Database, EntityTrait, Set, TransactionTrait};
 use tonic::transport::Channel;
 
@@ -220,7 +220,7 @@ async fn fill(url: &str, n: usize) -> anyhow::Result<()> {
                     case_id: Set(id.clone()),
                     step_id: Set((*step).into()),
                     step_name: Set((*name).into()),
-                    decision: Set("approve".into()),
+                    decision: Set(decision::Kind::Approve),
                     actor_subject: Set(format!("{}-{k}", role.as_str())),
                     actor_name: Set(role.as_str().into()),
                     actor_role: Set(role.as_str().into()),
@@ -266,10 +266,9 @@ async fn fill(url: &str, n: usize) -> anyhow::Result<()> {
                     bank_reference: Set(Some(format!("BR-{i}"))),
                     paid_date: Set(Some(paid_on.format("%Y-%m-%d").to_string())),
                     failure_reason: Set(None),
-                    secs_to_payment: Set(Some(
-                        (paid_on.and_hms_opt(12, 0, 0).context("time")?.and_utc() - submitted)
-                            .num_seconds()
-                            .max(0),
+                    secs_to_payment: Set(relief_domain::payment::secs_to_payment(
+                        Some(submitted),
+                        paid_on,
                     )),
                     created_by: Set("bench".into()),
                     created_at: Set(submitted),

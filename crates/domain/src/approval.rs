@@ -7,8 +7,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 
 use crate::case::CaseState;
-use crate::ids::{StepId, Subject};
+use crate::ids::{StepId, Subject, UnitId};
 use crate::money::Money;
+use crate::role::Role;
 use crate::rules::{ApprovalChain, ApprovalStep};
 
 /// What a reviewer decides.
@@ -22,12 +23,37 @@ pub enum Decision {
     Reject,
 }
 
+/// The kind of a decision, as its record keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    Approve,
+    Return,
+    Reject,
+}
+
 impl Decision {
-    pub const fn as_str(&self) -> &'static str {
+    pub const fn kind(&self) -> DecisionKind {
         match self {
-            Decision::Approve { .. } => "approve",
-            Decision::Return { .. } => "return",
-            Decision::Reject => "reject",
+            Decision::Approve { .. } => DecisionKind::Approve,
+            Decision::Return { .. } => DecisionKind::Return,
+            Decision::Reject => DecisionKind::Reject,
+        }
+    }
+
+    /// The amount an approval sets, if it sets one.
+    pub const fn amount(&self) -> Option<Money> {
+        match self {
+            Decision::Approve { amount } => *amount,
+            Decision::Return { .. } | Decision::Reject => None,
+        }
+    }
+
+    /// The step a return sends the case back to, if it names one.
+    pub fn return_to(&self) -> Option<&StepId> {
+        match self {
+            Decision::Return { to } => to.as_ref(),
+            Decision::Approve { .. } | Decision::Reject => None,
         }
     }
 
@@ -235,6 +261,221 @@ pub fn delegation_active(
     now: DateTime<Utc>,
 ) -> bool {
     starts_at <= now && now < ends_at && revoked_at.is_none_or(|r| now < r)
+}
+
+/// A delegation as the store holds it: `delegator` gave `role` to the caller for a while.
+#[derive(Debug, Clone, Copy)]
+pub struct DelegationFacts<'a> {
+    pub role: Role,
+    pub delegator: &'a str,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl DelegationFacts<'_> {
+    /// In force at `now` ([`delegation_active`]).
+    pub fn active(&self, now: DateTime<Utc>) -> bool {
+        delegation_active(self.starts_at, self.ends_at, self.revoked_at, now)
+    }
+
+    /// Over at `now`: revoked, or past its end. One that has not begun is not over.
+    pub fn ended(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_some() || self.ends_at <= now
+    }
+}
+
+/// The person deciding: who they are, the roles their token holds, and their unit if any.
+#[derive(Debug, Clone, Copy)]
+pub struct Decider<'a> {
+    pub subject: &'a Subject,
+    pub roles: &'a [Role],
+    pub unit: Option<&'a UnitId>,
+}
+
+/// An earlier decision on the case as the store holds it, its people not yet read.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredDecider<'a> {
+    pub step: &'a StepId,
+    pub actor: &'a str,
+    pub on_behalf_of: Option<&'a str>,
+}
+
+/// Everything a decision at one step depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct StepFacts<'a> {
+    /// The chain of the rules the case was filed under.
+    pub chain: &'a ApprovalChain,
+    pub case: CaseFacts<'a>,
+    /// The unit that filed the case, and the person who created it (as stored).
+    pub applicant_unit: &'a UnitId,
+    pub filed_by: &'a str,
+    /// The step the decider means to decide, and what they decide.
+    pub step: &'a StepId,
+    pub decision: &'a Decision,
+    /// Recorded at a party-group meeting that is closing.
+    pub at_meeting: bool,
+    pub decider: Decider<'a>,
+    /// The delegations given to the decider (the store may leave out those not in force).
+    pub delegations: &'a [DelegationFacts<'a>],
+    /// Every earlier decision on the case.
+    pub prior: &'a [StoredDecider<'a>],
+    pub now: DateTime<Utc>,
+}
+
+/// What a decision at a step does: the case's next state and amount, the step it then
+/// waits at, who the decision is recorded as, what to reserve and which event to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepOutcome {
+    pub state: CaseState,
+    /// The amount before and after the decision.
+    pub amount_before: Money,
+    pub amount: Money,
+    /// The step the case waits at next, while in review.
+    pub waits_at: Option<ApprovalStep>,
+    /// The step decided, as the decision record names it.
+    pub step_name: String,
+    pub kind: DecisionKind,
+    pub return_to: Option<StepId>,
+    /// The role the decider acts in, and whom they stand in for under a delegation.
+    pub acting_role: Role,
+    pub on_behalf_of: Option<Subject>,
+    /// The final approval reserves this much of the case's fiscal year
+    /// ([`check_reservation`]).
+    pub reserve: Option<Money>,
+    /// The audit event's action.
+    pub event: &'static str,
+}
+
+/// Why a decision at a step is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepRefusal {
+    #[error(transparent)]
+    Decide(#[from] DecideError),
+    #[error("step {0} is decided at a party-group meeting")]
+    DecidedAtMeeting(StepId),
+    #[error("the finance section never approves")]
+    FinanceNeverApproves,
+    #[error("this step is decided by the role {0}")]
+    NotYourStep(Role),
+    #[error("nobody decides a case their own unit filed")]
+    OwnUnit,
+    #[error("{0}")]
+    Duty(DutyConflict),
+    /// A stored person does not read: the decision is refused rather than judged without
+    /// them.
+    #[error("stored {what} {value:?} is not a subject")]
+    Unreadable { what: &'static str, value: String },
+}
+
+/// Decides `facts.case` at `facts.step`: the state and step first (a decider of a case that
+/// moved on learns that), then a meeting's step, the decider's right to the step (their own
+/// role, or a delegation in force), their unit, and separation of duties. Separation fails
+/// closed: an earlier decider who does not read refuses the decision.
+pub fn decide_step(facts: StepFacts<'_>) -> Result<StepOutcome, StepRefusal> {
+    let outcome = decide(facts.chain, facts.case, facts.step, facts.decision)?;
+    let step = facts
+        .chain
+        .step(facts.step)
+        .ok_or_else(|| DecideError::UnknownStep(facts.step.clone()))?;
+    if step.batched && !facts.at_meeting {
+        return Err(StepRefusal::DecidedAtMeeting(step.id.clone()));
+    }
+    let decider = facts.decider;
+    if decider.roles.contains(&Role::Finance) {
+        return Err(StepRefusal::FinanceNeverApproves);
+    }
+    let on_behalf_of = if decider.roles.contains(&step.role) {
+        None
+    } else {
+        let d = facts
+            .delegations
+            .iter()
+            .find(|d| d.role == step.role && d.active(facts.now))
+            .ok_or(StepRefusal::NotYourStep(step.role))?;
+        Some(read_subject("delegator", d.delegator)?)
+    };
+    if decider.unit == Some(facts.applicant_unit) {
+        return Err(StepRefusal::OwnUnit);
+    }
+    let filed_by = read_subject("creator", facts.filed_by)?;
+    let prior = facts
+        .prior
+        .iter()
+        .map(|p| {
+            Ok(PriorDecision {
+                step: p.step.clone(),
+                actor: read_subject("decider", p.actor)?,
+                on_behalf_of: p
+                    .on_behalf_of
+                    .map(|s| read_subject("delegator", s))
+                    .transpose()?,
+            })
+        })
+        .collect::<Result<Vec<_>, StepRefusal>>()?;
+    check_separation(
+        &prior,
+        &filed_by,
+        decider.subject,
+        on_behalf_of.as_ref(),
+        facts.step,
+    )
+    .map_err(StepRefusal::Duty)?;
+    let kind = facts.decision.kind();
+    let event = match (kind, outcome.final_approval) {
+        (DecisionKind::Approve, true) => "case.approved",
+        (DecisionKind::Approve, false) => "case.step_approved",
+        (DecisionKind::Return, _) => "case.returned",
+        (DecisionKind::Reject, _) => "case.rejected",
+    };
+    let waits_at = match &outcome.state {
+        CaseState::InReview { step } => facts.chain.step(step).cloned(),
+        _ => None,
+    };
+    Ok(StepOutcome {
+        amount_before: facts.case.current,
+        amount: outcome.amount,
+        reserve: outcome.final_approval.then_some(outcome.amount),
+        state: outcome.state,
+        waits_at,
+        step_name: step.name.clone(),
+        kind,
+        return_to: facts.decision.return_to().cloned(),
+        acting_role: step.role,
+        on_behalf_of,
+        event,
+    })
+}
+
+fn read_subject(what: &'static str, value: &str) -> Result<Subject, StepRefusal> {
+    Subject::parse(value).map_err(|_| StepRefusal::Unreadable {
+        what,
+        value: value.to_owned(),
+    })
+}
+
+/// Why a final approval's reservation is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReserveRefusal {
+    #[error("fiscal year {0} is closed")]
+    YearClosed(i32),
+    #[error("fiscal year {year}: {exceeded}")]
+    BudgetExceeded { year: i32, exceeded: BudgetExceeded },
+}
+
+/// Whether fiscal year `year`, `closed` or not and holding `balance`, can reserve `amount`.
+pub fn check_reservation(
+    year: i32,
+    closed: bool,
+    balance: &BudgetBalance,
+    amount: Money,
+) -> Result<(), ReserveRefusal> {
+    if closed {
+        return Err(ReserveRefusal::YearClosed(year));
+    }
+    balance
+        .check_reserve(amount)
+        .map_err(|exceeded| ReserveRefusal::BudgetExceeded { year, exceeded })
 }
 
 /// The budget of one fiscal year as the ledger sees it.
@@ -504,6 +745,127 @@ mod tests {
                     b.reserved = b.reserved.checked_add(a).unwrap();
                 }
                 prop_assert!(b.reserved.checked_add(b.paid).unwrap() <= b.allocated);
+            }
+        }
+    }
+
+    fn step_facts<'a>(
+        chain: &'a ApprovalChain,
+        state: &'a CaseState,
+        step: &'a StepId,
+        decision: &'a Decision,
+        decider: Decider<'a>,
+        prior: &'a [StoredDecider<'a>],
+        unit: &'a UnitId,
+    ) -> StepFacts<'a> {
+        StepFacts {
+            chain,
+            case: CaseFacts {
+                state,
+                requested: yuan(20_000),
+                current: yuan(20_000),
+                over_cap: false,
+            },
+            applicant_unit: unit,
+            filed_by: "unit-clerk",
+            step,
+            decision,
+            at_meeting: false,
+            decider,
+            delegations: &[],
+            prior,
+            now: t(0),
+        }
+    }
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(s, 0).unwrap()
+    }
+
+    #[test]
+    fn an_unreadable_earlier_decider_refuses_the_decision() {
+        let chain = default_chain();
+        let state = at("deputy_leader_review");
+        let step = id("deputy_leader_review");
+        let earlier = id("case_officer_review");
+        let decision = Decision::Approve { amount: None };
+        let unit = UnitId::parse("street-1").unwrap();
+        let me = sub("deputy");
+        let decider = Decider {
+            subject: &me,
+            roles: &[Role::DeputyLeader],
+            unit: None,
+        };
+        let readable = [StoredDecider {
+            step: &earlier,
+            actor: "officer",
+            on_behalf_of: None,
+        }];
+        let got = decide_step(step_facts(
+            &chain, &state, &step, &decision, decider, &readable, &unit,
+        ))
+        .unwrap();
+        assert_eq!(got.state, at("bureau_head_review"));
+        assert_eq!(got.acting_role, Role::DeputyLeader);
+        assert_eq!(got.event, "case.step_approved");
+        for (actor, behalf) in [("", None), ("officer", Some("not a subject"))] {
+            let unreadable = [StoredDecider {
+                step: &earlier,
+                actor,
+                on_behalf_of: behalf,
+            }];
+            let got = decide_step(step_facts(
+                &chain,
+                &state,
+                &step,
+                &decision,
+                decider,
+                &unreadable,
+                &unit,
+            ));
+            assert!(
+                matches!(got, Err(StepRefusal::Unreadable { .. })),
+                "{actor:?} {behalf:?}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_step_is_taken_under_a_delegation_only_while_it_is_in_force() {
+        let chain = default_chain();
+        let state = at("deputy_leader_review");
+        let step = id("deputy_leader_review");
+        let decision = Decision::Reject;
+        let unit = UnitId::parse("street-1").unwrap();
+        let me = sub("acting");
+        let decider = Decider {
+            subject: &me,
+            roles: &[Role::CaseOfficer],
+            unit: None,
+        };
+        let given = |starts, ends, revoked: Option<i64>| DelegationFacts {
+            role: Role::DeputyLeader,
+            delegator: "deputy",
+            starts_at: t(starts),
+            ends_at: t(ends),
+            revoked_at: revoked.map(t),
+        };
+        for (delegation, ok) in [
+            (given(-10, 10, None), true),
+            (given(1, 10, None), false),
+            (given(-10, 0, None), false),
+            (given(-10, 10, Some(-1)), false),
+        ] {
+            let delegations = [delegation];
+            let facts = StepFacts {
+                delegations: &delegations,
+                ..step_facts(&chain, &state, &step, &decision, decider, &[], &unit)
+            };
+            let got = decide_step(facts);
+            if ok {
+                assert_eq!(got.unwrap().on_behalf_of, Some(sub("deputy")));
+            } else {
+                assert_eq!(got, Err(StepRefusal::NotYourStep(Role::DeputyLeader)));
             }
         }
     }

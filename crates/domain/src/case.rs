@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{CaseId, CategoryCode, StepId};
 use crate::money::Money;
 use crate::resident_id::ResidentId;
-use crate::rules::FundRules;
+use crate::role::Role;
+use crate::rules::{ApprovalStep, FundRules};
 use crate::violation::{Violation, Violations};
 
 /// Limits on free text, in characters: enough for a real application, small enough that one
@@ -453,6 +454,37 @@ impl CaseState {
                 from: self.kind(),
             }),
         }
+    }
+}
+
+/// Where a case in review waits: the role that acts on its step, since when, and until when
+/// (the step's deadline). The inbox and the overdue list read these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    pub role: Role,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+/// A case entering `state` at `now`: in review it waits at `step`, for the step's deadline
+/// in days; in any other state it waits at no step.
+pub fn enter_step(
+    state: &CaseState,
+    step: Option<&ApprovalStep>,
+    now: DateTime<Utc>,
+) -> Option<Waiting> {
+    match state {
+        CaseState::InReview { .. } => step.map(|step| Waiting {
+            role: step.role,
+            since: now,
+            until: now + chrono::Duration::days(i64::from(step.deadline_days)),
+        }),
+        CaseState::Draft
+        | CaseState::Returned { .. }
+        | CaseState::Withdrawn
+        | CaseState::Rejected
+        | CaseState::Approved
+        | CaseState::Paid => None,
     }
 }
 

@@ -202,6 +202,8 @@ pub struct EntryView {
     pub kind: EntryKind,
     pub amount: Money,
     pub case_id: Option<CaseId>,
+    /// Written by an import: history recorded here, not money moved here.
+    pub imported: bool,
     pub audit: EntryAudit,
 }
 
@@ -323,7 +325,19 @@ impl fmt::Display for LedgerProblem {
 pub struct LedgerReport {
     /// The balances from the entries, in order (an entry that breaks a balance is left out).
     pub balance: BudgetBalance,
+    /// Of the paid amount, the part imports recorded ([`imported_paid`]).
+    pub imported_paid: Money,
     pub problems: Vec<LedgerProblem>,
+}
+
+/// Of the paid amount, the part imports recorded: the sum of their pay entries (saturating,
+/// as the store's sum of the same rows).
+pub fn imported_paid(entries: &[EntryView]) -> Money {
+    let fen = entries
+        .iter()
+        .filter(|e| e.imported && e.kind == EntryKind::Pay)
+        .fold(0i64, |sum, e| sum.saturating_add(e.amount.fen()));
+    Money::from_fen(fen).unwrap_or(Money::ZERO)
 }
 
 /// Accounts for every entry of one fiscal year: the balances never go below zero and stay
@@ -403,7 +417,11 @@ pub fn verify(
             });
         }
     }
-    LedgerReport { balance, problems }
+    LedgerReport {
+        balance,
+        imported_paid: imported_paid(entries),
+        problems,
+    }
 }
 
 /// A case's (reserved, paid) after one more entry; `None` when a sum runs out of range.
@@ -547,6 +565,7 @@ mod tests {
                 kind,
                 amount: m(fen),
                 case_id: c,
+                imported: false,
                 audit: EntryAudit::Events(vec![Some(RecordedEntry {
                     entry_id: id,
                     fiscal_year: YEAR,

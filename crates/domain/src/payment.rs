@@ -1,9 +1,10 @@
 //! Paying approved relief (核拨) and checking it against the bank: the payment's states, the
 //! follow-up schedule that starts with payment, and the reconciliation of a bank statement.
 
-use chrono::{Days, NaiveDate};
+use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::case::{Attachment, CaseState, StateKind};
 use crate::money::{FEN_PER_YUAN, Money};
 use crate::violation::Violation;
 
@@ -53,6 +54,176 @@ pub fn follow_up_dates(paid_on: NaiveDate, after_days: &[u32]) -> Vec<NaiveDate>
         .iter()
         .filter_map(|d| paid_on.checked_add_days(Days::new(u64::from(*d))))
         .collect()
+}
+
+/// The moment a payment counts as made: noon UTC of the day the bank paid it, since a bank
+/// statement gives only the day.
+pub fn paid_at(paid_on: NaiveDate) -> Option<DateTime<Utc>> {
+    paid_on.and_hms_opt(12, 0, 0).map(|t| t.and_utc())
+}
+
+/// Seconds from submission to payment ([`paid_at`]), never negative.
+pub fn secs_to_payment(submitted_at: Option<DateTime<Utc>>, paid_on: NaiveDate) -> Option<i64> {
+    submitted_at
+        .zip(paid_at(paid_on))
+        .map(|(sub, paid)| (paid - sub).num_seconds().max(0))
+}
+
+/// Everything whether a case can be paid depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct PayableFacts<'a> {
+    pub state: &'a CaseState,
+    /// The case's payments so far: id and state.
+    pub payments: &'a [(&'a str, &'a PaymentState)],
+    pub fiscal_year: Option<i32>,
+    /// Whether `fiscal_year` is closed.
+    pub year_closed: bool,
+    /// The district's rules: the document types a case needs before it is paid.
+    pub required_documents: &'a [String],
+    pub attachments: &'a [Attachment],
+    pub approved: Option<Money>,
+    /// The amount the finance section means to pay, in fen; 0 for the approved amount.
+    pub asked_fen: i64,
+}
+
+/// A case that can be paid: from this fiscal year, this much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Payable {
+    pub fiscal_year: i32,
+    pub amount: Money,
+}
+
+/// Why a case cannot be paid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayRefusal {
+    #[error("the case is already paid")]
+    AlreadyPaid,
+    #[error("the case is {0}, not approved")]
+    NotApproved(StateKind),
+    #[error("payment {id} of the case is {state}; a case is paid once")]
+    PaymentExists { id: String, state: &'static str },
+    #[error("the approved case has no fiscal year")]
+    NoFiscalYear,
+    #[error("fiscal year {0} is closed")]
+    YearClosed(i32),
+    #[error("the case lacks required documents: {}", .0.join(", "))]
+    MissingDocuments(Vec<String>),
+    #[error("the approved case has no approved amount")]
+    NoAmount,
+    #[error("{asked_fen} fen is {} the approved {approved}; relief is paid in full, once", if *asked_fen > approved.fen() { "more than" } else { "less than" })]
+    AmountDiffers { asked_fen: i64, approved: Money },
+}
+
+/// Whether a case can be paid (核拨): approved, with no live payment, in an open year, with
+/// every document the rules require, for exactly its approved amount.
+pub fn check_payable(f: PayableFacts<'_>) -> Result<Payable, PayRefusal> {
+    match f.state.kind() {
+        StateKind::Approved => {}
+        StateKind::Paid => return Err(PayRefusal::AlreadyPaid),
+        other => return Err(PayRefusal::NotApproved(other)),
+    }
+    if let Some((id, state)) = f.payments.iter().find(|(_, s)| s.is_live()) {
+        return Err(PayRefusal::PaymentExists {
+            id: (*id).to_owned(),
+            state: state.as_str(),
+        });
+    }
+    let fiscal_year = f.fiscal_year.ok_or(PayRefusal::NoFiscalYear)?;
+    if f.year_closed {
+        return Err(PayRefusal::YearClosed(fiscal_year));
+    }
+    let missing: Vec<String> = f
+        .required_documents
+        .iter()
+        .filter(|d| !f.attachments.iter().any(|a| &a.document_type == *d))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Err(PayRefusal::MissingDocuments(missing));
+    }
+    let amount = f.approved.ok_or(PayRefusal::NoAmount)?;
+    if f.asked_fen != 0 && f.asked_fen != amount.fen() {
+        return Err(PayRefusal::AmountDiffers {
+            asked_fen: f.asked_fen,
+            approved: amount,
+        });
+    }
+    Ok(Payable {
+        fiscal_year,
+        amount,
+    })
+}
+
+/// Everything confirming a payment depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfirmFacts<'a> {
+    pub payment: &'a PaymentState,
+    pub fiscal_year: i32,
+    pub amount: Money,
+    pub bank_reference: &'a str,
+    pub paid_on: NaiveDate,
+    pub today: NaiveDate,
+    /// Whether the payment's fiscal year is closed.
+    pub year_closed: bool,
+    pub case_state: &'a CaseState,
+    pub case_approved: Option<Money>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    /// The rules the case was filed under: follow up this many days after payment.
+    pub follow_up_after_days: &'a [u32],
+}
+
+/// A confirmed payment: its new state, the case's, how long the case waited for its
+/// money, and the follow-ups the payment starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirmed {
+    pub payment: PaymentState,
+    pub case_state: CaseState,
+    pub secs_to_payment: Option<i64>,
+    pub follow_ups: Vec<NaiveDate>,
+}
+
+/// Why a payment cannot be confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfirmRefusal {
+    #[error("the payment is {0}")]
+    NotPending(&'static str),
+    #[error("must fall in fiscal year {0}")]
+    OutsideYear(i32),
+    #[error("must not be in the future")]
+    InFuture,
+    #[error("fiscal year {0} is closed")]
+    YearClosed(i32),
+    #[error("the case is {0} with another amount; it cannot take this payment")]
+    CaseNotPayable(StateKind),
+}
+
+/// Confirms a pending payment as paid on `paid_on`: a day of its fiscal year, not in the
+/// future, in an open year, for a case still approved for the payment's amount.
+pub fn confirm(f: ConfirmFacts<'_>) -> Result<Confirmed, ConfirmRefusal> {
+    if *f.payment != PaymentState::Pending {
+        return Err(ConfirmRefusal::NotPending(f.payment.as_str()));
+    }
+    if f.paid_on.year() != f.fiscal_year {
+        return Err(ConfirmRefusal::OutsideYear(f.fiscal_year));
+    }
+    if f.paid_on > f.today {
+        return Err(ConfirmRefusal::InFuture);
+    }
+    if f.year_closed {
+        return Err(ConfirmRefusal::YearClosed(f.fiscal_year));
+    }
+    if *f.case_state != CaseState::Approved || f.case_approved != Some(f.amount) {
+        return Err(ConfirmRefusal::CaseNotPayable(f.case_state.kind()));
+    }
+    Ok(Confirmed {
+        payment: PaymentState::Paid {
+            bank_reference: f.bank_reference.to_owned(),
+            paid_on: f.paid_on,
+        },
+        case_state: CaseState::Paid,
+        secs_to_payment: secs_to_payment(f.submitted_at, f.paid_on),
+        follow_ups: follow_up_dates(f.paid_on, f.follow_up_after_days),
+    })
 }
 
 /// Parses an amount in yuan as banks print it (`12345.67`, `12,345.6`, `500`) into fen,

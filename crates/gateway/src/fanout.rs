@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
-use relief_api::paging::ListKey;
 use relief_observe::REQUEST_ID_HEADER;
+use relief_proto::paging::ListKey;
 use relief_proto::v1 as pb;
 use relief_proto::v1::district_service_client::DistrictServiceClient;
 use relief_proto::v1::report_service_client::ReportServiceClient;
@@ -271,7 +271,7 @@ async fn city_comparison(
     missing.sort();
     missing.dedup();
     Ok(tonic::Response::new(pb::GetCityComparisonResponse {
-        city_total: Some(relief_api::reports::city_total(&rows)),
+        city_total: Some(relief_proto::comparison::city_total(&rows)),
         districts: rows,
         missing_district_ids: missing,
     }))

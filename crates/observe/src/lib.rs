@@ -48,4 +48,39 @@ pub mod names {
     /// Counter: responses reset because their reader read nothing for the stall timeout,
     /// labelled `service`.
     pub const STREAMS_STALLED: &str = "relief_streams_stalled_total";
+    /// Counter: approval decisions committed by DecideCase, labelled `district` and `path`:
+    /// `optimistic`
+    /// when the case read before joining the district's queue of writers was still current,
+    /// `queued` when the decision had to be taken again in the queue.
+    pub const DECISIONS: &str = "relief_decisions_total";
+}
+
+/// The way a DecideCase call's decision was committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionPath {
+    /// Read before joining the district's queue, and still current at the write.
+    Optimistic,
+    /// Taken again inside the queue, after the first attempt failed.
+    Queued,
+}
+
+impl DecisionPath {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DecisionPath::Optimistic => "optimistic",
+            DecisionPath::Queued => "queued",
+        }
+    }
+}
+
+impl KnownLabels {
+    /// Counts one committed decision in `district` ([`names::DECISIONS`]).
+    pub fn count_decision(&self, district: &str, path: DecisionPath) {
+        metrics::counter!(
+            names::DECISIONS,
+            "district" => self.district(district).to_owned(),
+            "path" => path.as_str()
+        )
+        .increment(1);
+    }
 }

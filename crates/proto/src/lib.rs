@@ -1,6 +1,8 @@
 //! The wire contract, generated from `proto/relief/v1`. Only the API edge and clients use
 //! these types; the domain converts to and from them at the boundary. Besides the generated
-//! code there is only the binding of relief-wire's codec to this contract's descriptor set.
+//! code there is the binding of relief-wire's codec to this contract's descriptor set, and
+//! what the backends and the gateway both do with the wire types: page tokens
+//! ([`paging`]) and the city's row of the district comparison ([`comparison`]).
 
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
@@ -27,6 +29,23 @@ impl v1::ErrorReason {
         Self::from_str_name(&format!("ERROR_REASON_{reason}"))
     }
 }
+
+pub mod comparison;
+pub mod paging;
+
+/// A unary RPC, known by its request type: the service and method it is sent to and what it
+/// answers. Implemented for every unary method of the contract by code generated from the
+/// descriptors.
+pub trait Rpc: prost::Message + Default {
+    /// The service's full name, e.g. `relief.v1.CaseService`.
+    const SERVICE: &'static str;
+    /// The method's name within its service, e.g. `CreateCase`.
+    const METHOD: &'static str;
+    /// The method's response.
+    type Response: prost::Message + Default;
+}
+
+include!(concat!(env!("OUT_DIR"), "/rpcs.rs"));
 
 /// The encoded descriptor set of every relief proto file, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

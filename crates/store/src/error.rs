@@ -103,6 +103,11 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Maps an error reading a stored value to [`Error::Corrupt`] about `what`.
+pub(crate) fn corrupt<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Error {
+    move |e| Error::corrupt(what, e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,10 +16,10 @@ use serde::Serialize;
 
 use crate::Store;
 use crate::approvals::DecisionRecord;
-use crate::disbursements::PaymentRecord;
-use crate::entity::approval::{ledger_entry, payment};
 use crate::entity::{case, case_import, import_window};
+use crate::entity::{ledger_entry, payment};
 use crate::error::{Error, Result};
+use crate::payments::PaymentRecord;
 use crate::records::CaseRecord;
 use crate::write::WriteTx;
 

@@ -10,22 +10,32 @@
 
 mod approvals;
 mod audit;
-mod disbursements;
+mod cases;
+mod delegations;
+mod districts;
 pub mod entity;
 mod error;
+mod follow_ups;
 mod imports;
-mod reads;
+mod ledger;
+mod meetings;
+mod payments;
 mod records;
 mod reports;
 mod rules_cache;
+mod sync;
 mod write;
 
-pub use approvals::{DecisionRecord, DelegationRecord, MeetingItemRecord, MeetingRecord};
+pub use approvals::DecisionRecord;
 pub use audit::{CallerCheckpoint, ChainAudit, ChainReport, LedgerAuditRecord};
-pub use disbursements::{FollowUpRecord, LedgerEntryRecord, PaymentRecord};
+pub use cases::CaseFilter;
+pub use delegations::DelegationRecord;
 pub use error::{Error, Result};
+pub use follow_ups::FollowUpRecord;
 pub use imports::{ImportWindowRecord, ImportedCase, PriorImport};
-pub use reads::CaseFilter;
+pub use ledger::LedgerEntryRecord;
+pub use meetings::{MeetingItemRecord, MeetingRecord};
+pub use payments::PaymentRecord;
 pub use records::{Actor, CaseRecord, DistrictRecord, EventRecord, RulesVersionRecord};
 pub use write::{IdempotencyKey, WriteTx};
 
@@ -196,24 +206,6 @@ impl Store {
     /// them; after it, a request id counts as new.
     pub async fn purge_request_ids(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64> {
         write::purge_request_ids(&self.db, now - self.request_id_retention).await
-    }
-
-    /// The district's events after `after_seq`, oldest first, at most `limit`.
-    pub async fn events_after(
-        &self,
-        district: &relief_domain::DistrictId,
-        after_seq: i64,
-        limit: u64,
-    ) -> Result<Vec<EventRecord>> {
-        reads::events_after(&self.db, district, after_seq, limit).await
-    }
-
-    /// The sequence number of the district's newest event; `None` before its first.
-    pub async fn latest_event_seq(
-        &self,
-        district: &relief_domain::DistrictId,
-    ) -> Result<Option<i64>> {
-        reads::latest_event_seq(&self.db, district).await
     }
 
     /// The connection pool's use right now, for the operators' metrics.

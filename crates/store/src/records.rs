@@ -67,6 +67,35 @@ pub struct CaseRecord {
     pub submitted_at: Option<DateTime<Utc>>,
 }
 
+impl CaseRecord {
+    /// What a decision on the case depends on: its state and amounts.
+    pub fn decision_facts(&self) -> relief_domain::approval::CaseFacts<'_> {
+        relief_domain::approval::CaseFacts {
+            state: &self.state,
+            requested: self.application.requested_amount,
+            current: self
+                .approved_amount
+                .unwrap_or(self.application.requested_amount),
+            over_cap: self.over_cap,
+        }
+    }
+
+    /// Puts the case into `state`; in review it waits at `step`
+    /// ([`relief_domain::case::enter_step`]).
+    pub fn enter(
+        &mut self,
+        state: CaseState,
+        step: Option<&relief_domain::rules::ApprovalStep>,
+        now: DateTime<Utc>,
+    ) {
+        let waiting = relief_domain::case::enter_step(&state, step, now);
+        self.step_role = waiting.map(|w| w.role);
+        self.step_entered_at = waiting.map(|w| w.since);
+        self.step_deadline_at = waiting.map(|w| w.until);
+        self.state = state;
+    }
+}
+
 /// One event of the audit log as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRecord {

@@ -4,16 +4,12 @@
 //! the same transaction.
 
 use chrono::{DateTime, SubsecRound, Utc};
-use relief_domain::audit::{
-    CHECKPOINT_ACTION, CHECKPOINT_RESOURCE, EventFields, GENESIS_HASH, chain_hash,
-};
-use relief_domain::ledger::EntryKind;
-use relief_domain::{CaseId, DistrictId, FundRules, Money};
+use relief_domain::DistrictId;
+use relief_domain::audit::{CHECKPOINT_ACTION, CHECKPOINT_RESOURCE, EventFields, chain_hash};
 use sea_orm::sea_query::{Expr, LockType};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, IntoActiveModel,
+    QueryFilter, QuerySelect, Set, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -22,11 +18,11 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::OwnedMutexGuard;
 
-use crate::entity::{case, district, event, request_id, rules_version};
+use crate::entity::{district, event, request_id};
 use crate::error::{Error, Result};
-use crate::records::{Actor, CaseRecord, DistrictRecord, rules_from_json};
+use crate::records::Actor;
 use crate::rules_cache::RulesVersions;
-use crate::{ChainAudit, Store, reads};
+use crate::{ChainAudit, Store};
 
 /// Who asked for a mutation and under which request id: a second call with the same key
 /// returns the first call's response.
@@ -91,7 +87,7 @@ pub struct WriteTx {
     audit: Arc<ChainAudit>,
     committed: Arc<tokio::sync::Notify>,
     request_id_retention: chrono::Duration,
-    rules_versions: Arc<RulesVersions>,
+    pub(crate) rules_versions: Arc<RulesVersions>,
     actor: Actor,
     request_id: Option<String>,
     now: DateTime<Utc>,
@@ -202,7 +198,7 @@ async fn read_head(txn: &DatabaseTransaction, district_id: &str) -> Result<Optio
         }))
 }
 
-fn to_json<T: Serialize>(what: &'static str, v: &T) -> Result<String> {
+pub(crate) fn to_json<T: Serialize>(what: &'static str, v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::corrupt(what, e))
 }
 
@@ -517,284 +513,5 @@ impl WriteTx {
         head.seq = seq;
         head.hash = hash;
         Ok(())
-    }
-
-    // ---- districts ----
-
-    pub async fn insert_district(
-        &mut self,
-        id: &DistrictId,
-        name: &str,
-        rules: &FundRules,
-    ) -> Result<DistrictRecord> {
-        let row = district::Model {
-            id: id.to_string(),
-            name: name.to_owned(),
-            current_rules_version: 1,
-            created_at: self.now,
-            updated_at: self.now,
-            chain_head_seq: 0,
-            chain_head_hash: GENESIS_HASH.to_owned(),
-            checkpoint_seq: 0,
-            // The first checkpoint falls due counting from the district's creation.
-            checkpoint_at_us: self.now.timestamp_micros(),
-            ledger_audited_after_id: 0,
-        };
-        district::Entity::insert(row.into_active_model())
-            .exec(self.conn().await?)
-            .await
-            .map_err(|e| Error::on_insert(e, format!("district {id}")))?;
-        self.insert_rules_version(id, 1, rules).await?;
-        let record = DistrictRecord {
-            id: id.clone(),
-            name: name.to_owned(),
-            rules: rules.clone(),
-            rules_version: 1,
-            created_at: self.now,
-            updated_at: self.now,
-        };
-        // The district's first event, then its budgets' allocations, each an event of its own.
-        self.record(
-            id,
-            "district.created",
-            "district",
-            id.as_str(),
-            None::<&()>,
-            Some(&record),
-        )?;
-        for b in &rules.budgets {
-            if !b.allocated.is_zero() {
-                self.add_ledger_entry(id, b.fiscal_year, None, EntryKind::Allocate, b.allocated)
-                    .await?;
-            }
-        }
-        Ok(record)
-    }
-
-    async fn insert_rules_version(
-        &self,
-        id: &DistrictId,
-        version: i64,
-        rules: &FundRules,
-    ) -> Result<()> {
-        let row = rules_version::Model {
-            district_id: id.to_string(),
-            version,
-            rules: to_json("fund rules", rules)?,
-            created_by: self.actor.subject.to_string(),
-            created_at: self.now,
-        };
-        rules_version::Entity::insert(row.into_active_model())
-            .exec(self.conn().await?)
-            .await
-            .map_err(|e| {
-                Error::on_insert(e, format!("rules version {version} of district {id}"))
-            })?;
-        Ok(())
-    }
-
-    /// Makes `rules` the district's next rules version. `expected_version` (when given) must
-    /// be the version in force, so two administrators cannot overwrite each other unseen.
-    pub async fn update_rules(
-        &mut self,
-        id: &DistrictId,
-        rules: &FundRules,
-        expected_version: Option<i64>,
-    ) -> Result<DistrictRecord> {
-        let before = reads::district(self.conn().await?, id)
-            .await?
-            .ok_or(Error::NotFound("district"))?;
-        if let Some(expected) = expected_version
-            && expected != before.rules_version
-        {
-            return Err(Error::Stale {
-                what: "fund rules",
-                expected,
-                actual: before.rules_version,
-            });
-        }
-        let version = before.rules_version + 1;
-        self.insert_rules_version(id, version, rules).await?;
-        self.reallocate(id, &before.rules, rules).await?;
-        district::Entity::update_many()
-            .col_expr(district::Column::CurrentRulesVersion, Expr::value(version))
-            .col_expr(district::Column::UpdatedAt, Expr::value(self.now))
-            .filter(district::Column::Id.eq(id.as_str()))
-            .exec(self.conn().await?)
-            .await?;
-        let after = DistrictRecord {
-            rules: rules.clone(),
-            rules_version: version,
-            updated_at: self.now,
-            ..before.clone()
-        };
-        self.record(
-            id,
-            "district.rules_updated",
-            "district",
-            id.as_str(),
-            Some(&before),
-            Some(&after),
-        )?;
-        Ok(after)
-    }
-
-    pub async fn district(&self, id: &DistrictId) -> Result<Option<DistrictRecord>> {
-        reads::district(self.conn().await?, id).await
-    }
-
-    /// Writes the ledger entries that move each year's allocation from `old` to `new`. A
-    /// closed year keeps its budget, and no year may drop below what it has reserved and
-    /// paid.
-    async fn reallocate(
-        &mut self,
-        id: &DistrictId,
-        old: &FundRules,
-        new: &FundRules,
-    ) -> Result<()> {
-        let mut years: Vec<i32> = old
-            .budgets
-            .iter()
-            .chain(&new.budgets)
-            .map(|b| b.fiscal_year)
-            .collect();
-        years.sort_unstable();
-        years.dedup();
-        for year in years {
-            let was = old.budget_for(year).map_or(Money::ZERO, |b| b.allocated);
-            let will = new.budget_for(year).map_or(Money::ZERO, |b| b.allocated);
-            if was == will {
-                continue;
-            }
-            if self.year_closed(id, year).await? {
-                return Err(Error::Precondition(format!(
-                    "fiscal year {year} is closed; its budget cannot change"
-                )));
-            }
-            let balance = self.budget_balance(id, year).await?;
-            let (kind, delta) = match will.checked_sub(was) {
-                Some(up) => (EntryKind::Allocate, up),
-                None => (
-                    EntryKind::Deallocate,
-                    was.checked_sub(will).unwrap_or(Money::ZERO),
-                ),
-            };
-            let after = balance
-                .apply(kind, delta)
-                .and_then(|b| b.check())
-                .map_err(|e| Error::Precondition(format!("fiscal year {year}: the budget cannot drop below what is reserved and paid ({e})")));
-            after?;
-            self.add_ledger_entry(id, year, None, kind, delta).await?;
-        }
-        Ok(())
-    }
-
-    /// A rules version, from those this process keeps when it has read it before (a write
-    /// does not add to them: what it inserted may yet be rolled back).
-    pub async fn rules_version(&self, id: &DistrictId, version: i64) -> Result<Option<FundRules>> {
-        if let Some(kept) = self.rules_versions.get(id, version) {
-            return Ok(Some(kept.rules));
-        }
-        let row = rules_version::Entity::find_by_id((id.to_string(), version))
-            .one(self.unlocked())
-            .await?;
-        row.map(|r| rules_from_json(&r.rules)).transpose()
-    }
-
-    // ---- cases ----
-
-    /// The case as it is now, with the district's writers serialized behind this one, so
-    /// nothing changes it before commit.
-    pub async fn case(&self, district: &DistrictId, id: CaseId) -> Result<Option<CaseRecord>> {
-        reads::case(self.conn().await?, district, id).await
-    }
-
-    /// The case as last committed, read before the district's queue: for a change that
-    /// ends in [`WriteTx::update_case`], whose version check then fails with
-    /// [`Error::Conflict`] if anyone changed the case in between.
-    pub async fn case_optimistic(
-        &self,
-        district: &DistrictId,
-        id: CaseId,
-    ) -> Result<Option<CaseRecord>> {
-        reads::case(self.unlocked(), district, id).await
-    }
-
-    pub async fn insert_case(&mut self, record: &CaseRecord) -> Result<()> {
-        let row = record.to_row()?;
-        case::Entity::insert(row.into_active_model())
-            .exec(self.conn().await?)
-            .await
-            .map_err(|e| Error::on_insert(e, format!("case {}", record.id)))?;
-        self.record(
-            &record.district_id,
-            "case.created",
-            "case",
-            &record.id.to_string(),
-            None::<&()>,
-            Some(record),
-        )?;
-        Ok(())
-    }
-
-    /// Stores `after` over `before`, bumping the version, and records `action` with the
-    /// actor's `note` (opinion or reason), if any.
-    pub async fn update_case(
-        &mut self,
-        action: &'static str,
-        note: Option<&str>,
-        before: &CaseRecord,
-        after: &mut CaseRecord,
-    ) -> Result<()> {
-        after.version = before.version + 1;
-        after.updated_at = self.now;
-        let row = after.to_row()?;
-        // The event's JSON is made before the district's queue is joined.
-        self.record_with_note(
-            &before.district_id,
-            action,
-            "case",
-            &before.id.to_string(),
-            note,
-            Some(before),
-            Some(&*after),
-        )?;
-        let res = case::Entity::update_many()
-            .set(row.into_active_model().reset_all())
-            .filter(case::Column::Id.eq(before.id.to_string()))
-            .filter(case::Column::DistrictId.eq(before.district_id.as_str()))
-            .filter(case::Column::Version.eq(before.version))
-            .exec(self.conn().await?)
-            .await?;
-        if res.rows_affected != 1 {
-            return Err(Error::Conflict("case"));
-        }
-        Ok(())
-    }
-
-    /// The district's other cases for this recipient, submitted since `since` and in review
-    /// or decided for payment: what the repeat-relief rule looks at.
-    pub async fn recent_cases_for_recipient(
-        &self,
-        district: &DistrictId,
-        resident_id: &str,
-        since: DateTime<Utc>,
-        exclude: CaseId,
-    ) -> Result<Vec<CaseId>> {
-        let ids: Vec<String> = case::Entity::find()
-            .select_only()
-            .column(case::Column::Id)
-            .filter(case::Column::DistrictId.eq(district.as_str()))
-            .filter(case::Column::ResidentIdNumber.eq(resident_id))
-            .filter(case::Column::Id.ne(exclude.to_string()))
-            .filter(case::Column::State.is_in(["in_review", "approved", "paid"]))
-            .filter(case::Column::SubmittedAt.gte(since))
-            .order_by_asc(case::Column::Id)
-            .into_tuple()
-            .all(self.conn().await?)
-            .await?;
-        ids.iter()
-            .map(|s| CaseId::parse(s).map_err(|e| Error::corrupt("case id", e)))
-            .collect()
     }
 }

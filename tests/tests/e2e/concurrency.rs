@@ -1,14 +1,15 @@
 //! Concurrent callers: many writers at once must all succeed (SQLite must queue, never
 //! answer "database is locked"), counts of cases and events must come out exact, retries
-//! racing each other must make one case, and optimistic versions must let one writer win.
+//! racing each other must make one case, optimistic versions must let one writer win, and
+//! decisions on different cases overlap (most commit on DecideCase's optimistic path).
 
 use std::collections::HashSet;
 
 use futures::future::join_all;
 use relief_proto::v1 as pb;
 use relief_tests::{
-    ApplicationBuilder, Backend, Caller, FURONG, Role, WANGCHENG, request_id, resident_id_of,
-    spawn_app, state, valid_application,
+    ApplicationBuilder, Backend, Caller, FURONG, Role, SpawnOptions, WANGCHENG, request_id,
+    resident_id_of, spawn_app, spawn_app_with, state, valid_application,
 };
 use tokio::task::JoinHandle;
 use tonic::{Code, Status};
@@ -18,6 +19,7 @@ relief_tests::backend_tests! {
     concurrent_retries_make_one_case,
     concurrent_updates_of_one_version_let_one_win,
     concurrent_submissions_for_one_recipient_flag_repeat_relief,
+    concurrent_decisions_on_different_cases_mostly_commit_optimistically,
 }
 
 const WRITERS: usize = 64;
@@ -227,4 +229,76 @@ async fn concurrent_submissions_for_one_recipient_flag_repeat_relief(backend: Ba
         relief_tests::violation_fields(refused),
         ["application.repeat_relief_justification"]
     );
+}
+
+/// `relief_decisions_total{district, path}` as a metrics port shows it (0 when absent).
+async fn decisions_counted(metrics: std::net::SocketAddr, district: &str, path: &str) -> u64 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(metrics).await.unwrap();
+    tcp.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    text.lines()
+        .filter(|l| l.starts_with(relief_observe::names::DECISIONS))
+        .filter(|l| l.contains(&format!("district=\"{district}\"")))
+        .filter(|l| l.contains(&format!("path=\"{path}\"")))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+async fn concurrent_decisions_on_different_cases_mostly_commit_optimistically(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        SpawnOptions {
+            metrics: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    // The process's metrics are shared by every test in it: this test's district is its own.
+    let district = match backend {
+        Backend::Sqlite => "430161",
+        Backend::Postgres => "430162",
+    };
+    crate::approvals::one_step_district(&app, district, 100 * 2_000_000, &[]).await;
+    let applicant = app.applicant(district, "street");
+    let mut ids = Vec::new();
+    for _ in 0..WRITERS / 2 {
+        ids.push(applicant.submitted(valid_application()).await.case_id);
+    }
+    let leader = crate::approvals::person(&app, district, &[Role::DistrictLeader], "leader").await;
+    let handles = ids
+        .iter()
+        .map(|id| {
+            let leader = leader.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                leader
+                    .decide(&id, "approve", pb::Decision::Approve, 0, "", "同意")
+                    .await
+            })
+        })
+        .collect();
+    for r in join(handles).await {
+        ok(r, "decide");
+    }
+    let metrics = app.metrics_addr.expect("the metrics port is served");
+    let optimistic = decisions_counted(metrics, district, "optimistic").await;
+    let queued = decisions_counted(metrics, district, "queued").await;
+    assert_eq!(
+        optimistic + queued,
+        ids.len() as u64,
+        "every decision is counted once"
+    );
+    assert!(
+        optimistic * 4 >= ids.len() as u64 * 3,
+        "decisions on different cases overlap: {optimistic} optimistic, {queued} queued"
+    );
+    app.assert_chain_intact(district).await;
 }
