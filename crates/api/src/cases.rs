@@ -231,6 +231,14 @@ impl CaseApi {
     /// Submits a case, or resubmits a returned one: checked against the rules it was filed
     /// under and the recipient's recent relief, it enters its chain's first applicable step
     /// or the step that returned it.
+    ///
+    /// The write is queued behind the district's other writers before anything is read, so
+    /// the recipient's recent cases (in review, approved or paid within the rules' waiting
+    /// period) include those of a submission racing this one. [`check_submission`] reports
+    /// every problem of the application at once; its flags (over the cap, repeat relief)
+    /// are kept on the case, [`entry_step`] picks the step, and [`CaseRecord::enter`] sets
+    /// the step's role, arrival and deadline, which the inbox and the overdue list read. The
+    /// row is written with its version check, so a case changed meanwhile answers ABORTED.
     async fn submit(
         &self,
         caller: Caller,

@@ -1,9 +1,9 @@
 //! The city gateway: one address for the city platform, mobile app backends and sync jobs.
 //!
 //! Every call is checked (token, district) with the same rules as the backends and forwarded
-//! without decoding to the backend that serves its district ([`proxy`]); the city-wide calls
-//! are answered by asking every backend ([`fanout`]). Upstreams are health-checked
-//! ([`upstream`]), each district waits in its own line so a busy district cannot starve the
+//! without decoding to the backend that serves its district (`proxy.rs`); the city-wide calls
+//! are answered by asking every backend (`fanout.rs`). Upstreams are health-checked
+//! (`upstream.rs`), each district waits in its own line so a busy district cannot starve the
 //! others, and browsers speak gRPC-Web to it with CORS. The backends still verify everything
 //! themselves: the gateway is a router, not a trust boundary.
 

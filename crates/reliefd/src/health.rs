@@ -34,6 +34,11 @@ impl Default for DatabaseUp {
 /// Probes the database every `interval` (each probe given `timeout`) and sets the health of
 /// the whole server (`""`) and of each of `services` to follow it; logs each change once.
 /// Runs until dropped.
+///
+/// A probe that fails or takes longer than `timeout` sets NOT_SERVING, and the first good
+/// answer SERVING again. The probe has a connection of its own ([`Store::ping`]), so a pool
+/// busy with calls does not look like a database that is down. `up` is the flag
+/// `relief_api::DatabaseGateLayer` reads to answer relief's calls UNAVAILABLE meanwhile.
 pub async fn follow_database(
     store: Store,
     reporter: HealthReporter,

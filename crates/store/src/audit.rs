@@ -85,6 +85,17 @@ impl Store {
     /// Recomputes the district's hash chain from the stored events, `VERIFY_BATCH_EVENTS`
     /// at a time in seq order, and holds it to the head stored on the district's row, to the
     /// signatures of its checkpoints and to the caller's checkpoint, if any.
+    ///
+    /// The report names the first event whose seq, link, content or checkpoint signature
+    /// does not match, a chain that ends before its head (a removed tail), or one that does
+    /// not pass through the caller's checkpoint. Last, the largest seq is compared with the
+    /// head read again: a seq above it was written around the write path. Checkpoints signed
+    /// with another key (one the server held before) are counted apart, not checked.
+    ///
+    /// What this protects: editing, removing or inserting events is found from the chain and
+    /// its head. Whoever can write the database can still rewrite the chain from some point
+    /// and move the head to match; a checkpoint kept outside relief catches that, by its seq
+    /// and hash and, with a key file kept out of the database, by its signature.
     pub async fn verify_audit_chain(
         &self,
         district: &DistrictId,

@@ -227,7 +227,7 @@ impl WriteTx {
     /// Writes an imported case: the case, its decisions, its payment, the ledger's reserve
     /// and pay entries for the paid amount (marked imported), the audit events, and the
     /// import record. Whether the year may take it is the caller's to check first
-    /// ([`WriteTx::import_window_open`], [`WriteTx::year_closed`]).
+    /// ([`WriteTx::import_window`], [`WriteTx::year_closed`]).
     pub async fn import_case(
         &mut self,
         imported: &ImportedCase,

@@ -37,6 +37,15 @@ fn money(fen: i64) -> Result<Money> {
 
 impl Store {
     /// Every figure of `district`'s `fiscal_year` as of `as_of`.
+    ///
+    /// The queries come in four groups by table (cases; decisions; payments; follow-ups
+    /// with re-petitions), run together with `tokio::try_join!`, each group on a pooled
+    /// connection of its own and its queries one after another. Counts, sums and maxima are
+    /// `GROUP BY` aggregates; a median or a 90th percentile is one indexed `ORDER BY …
+    /// OFFSET … LIMIT` lookup, never a scan that brings every value here. Step and category
+    /// names come from the district's current rules. Decisions and follow-ups written
+    /// before migration m0004 have no fiscal year and are not counted, and payments
+    /// confirmed before it have no time to payment.
     pub async fn indicators(
         &self,
         district: &DistrictRecord,

@@ -108,6 +108,16 @@ pub(super) fn parse_decision(
 /// Decides `before` at `step` for `caller`, at the meeting `meeting_id` if any: gathers the
 /// facts (the case's rules, the caller's delegations, the earlier decisions), lets
 /// [`decide_step`] decide, and writes what it returned in the caller's transaction.
+///
+/// DecideCase comes here for one case, CloseMeeting for each case of its agenda in one
+/// transaction. The events of the transaction are attributed to the role the caller acts in
+/// and, under a delegation, to the delegator ([`WriteTx::act_as`]). In an optimistic
+/// DecideCase the reads and the decision row come before the district's queue is joined;
+/// the queue is joined at the first statement that needs it: a final approval's
+/// reservation (the year's closure and balance are read queued, so two final approvals
+/// never spend the same money), or else the case's update, which matches no row
+/// (`Conflict`) if the case changed since it was read. An error anywhere rolls back the
+/// decision row, the reservation and the event together.
 pub(super) async fn apply_decision(
     tx: &mut WriteTx,
     caller: &Caller,
@@ -256,8 +266,9 @@ impl ApprovalApi {
     /// writers, so that deciding different cases overlaps. Only a success is answered from
     /// that attempt: if the case changed meanwhile, or the step cannot be decided (which a
     /// stale read could cause, or an identical call still in flight), it is decided again,
-    /// queued, so every refusal is judged on the latest state. Which of the two paths a
-    /// decision took is counted (`relief_decisions_total`).
+    /// queued, so every refusal is judged on the latest state, a replay answers the stored
+    /// response, and a conflict never reaches the client. Which of the two paths a decision
+    /// took is counted (`relief_decisions_total{district, path}`).
     pub(super) async fn decide_case(
         &self,
         caller: Caller,
