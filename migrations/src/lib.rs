@@ -10,6 +10,7 @@ mod m0004_reports;
 mod m0005_imports;
 mod m0006_import_windows;
 mod m0007_chain_heads;
+mod m0008_keyset_paging;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_imports::Migration),
             Box::new(m0006_import_windows::Migration),
             Box::new(m0007_chain_heads::Migration),
+            Box::new(m0008_keyset_paging::Migration),
         ]
     }
 }

@@ -183,14 +183,7 @@ impl CaseApi {
             .store
             .list_cases(district, &filter, before, limit + 1)
             .await?;
-        let next_page_token = if rows.len() as u64 > limit {
-            rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-            rows.last()
-                .map(|c| key.token(&c.id.to_string()))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = key.next_page(&mut rows, limit, |c| c.id.to_string());
         Ok(pb::ListCasesResponse {
             cases: rows
                 .iter()

@@ -75,14 +75,7 @@ impl DistrictApi {
             .store
             .list_districts(after.as_ref(), limit + 1)
             .await?;
-        let next_page_token = if rows.len() as u64 > limit {
-            rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-            rows.last()
-                .map(|d| key.token(d.id.as_str()))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = key.next_page(&mut rows, limit, |d| d.id.as_str().to_owned());
         Ok(pb::ListDistrictsResponse {
             districts: rows.iter().map(district_to_pb).collect(),
             next_page_token,

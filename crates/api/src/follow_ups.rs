@@ -12,7 +12,7 @@ use crate::access::{DATE, parse_case_id, parse_date, required_text, visible};
 use crate::auth::{Caller, CaseVisibility};
 use crate::convert::timestamp;
 use crate::error::{ApiError, ApiResult};
-use crate::paging::ListKey;
+use crate::paging::{ListKey, date_key, parse_date_key};
 use crate::plumbing::handle;
 
 const MAX_TEXT: usize = 2000;
@@ -88,13 +88,13 @@ impl FollowUpApi {
         };
         let limit = self.ctx.page_size(req.page_size)?;
         let key = ListKey::of(district.as_str(), &req);
-        let offset = key.offset(&req.page_token)?;
+        let after = key.cursor_as(&req.page_token, parse_date_key)?;
         let mut rows = self
             .ctx
             .store
-            .due_follow_ups(&district, due_by, offset, limit + 1)
+            .due_follow_ups(&district, due_by, after, limit + 1)
             .await?;
-        let next_page_token = key.next_offset_page(&mut rows, offset, limit);
+        let next_page_token = key.next_page(&mut rows, limit, |f| date_key(f.due_date, &f.id));
         Ok(pb::ListDueFollowUpsResponse {
             follow_ups: rows.iter().map(follow_up_to_pb).collect(),
             next_page_token,

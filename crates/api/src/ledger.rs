@@ -69,10 +69,11 @@ async fn entry_views(
     // Entries up to this id were written before each entry had an audit event.
     let audited_after = store.ledger_audited_after(district).await?;
     let mut entries = Vec::new();
-    let mut offset = 0;
+    let mut after = None;
     loop {
-        let batch = store.ledger_entries(district, year, offset, 5_000).await?;
+        let batch = store.ledger_entries(district, year, after, 5_000).await?;
         let n = batch.len() as u64;
+        after = batch.last().map(|e| e.id);
         let ids: Vec<i64> = batch
             .iter()
             .map(|e| e.id)
@@ -95,7 +96,6 @@ async fn entry_views(
         if n < 5_000 {
             break;
         }
-        offset += n;
     }
     Ok(entries)
 }
@@ -119,7 +119,7 @@ impl LedgerApi {
         let year = check_fiscal_year(req.fiscal_year)?;
         let limit = self.ctx.page_size(req.page_size)?;
         let key = ListKey::of(district.as_str(), &req);
-        let offset = key.offset(&req.page_token)?;
+        let after = key.cursor_as(&req.page_token, str::parse::<i64>)?;
         let balance = self.ctx.store.budget_balance(&district, year).await?;
         let closed = self.ctx.store.year_closed(&district, year).await?;
         let mut balance = balance_to_pb(year, &balance, closed);
@@ -128,9 +128,9 @@ impl LedgerApi {
         let mut rows = self
             .ctx
             .store
-            .ledger_entries(&district, year, offset, limit + 1)
+            .ledger_entries(&district, year, after, limit + 1)
             .await?;
-        let next_page_token = key.next_offset_page(&mut rows, offset, limit);
+        let next_page_token = key.next_page(&mut rows, limit, |e| e.id.to_string());
         Ok(pb::GetBudgetResponse {
             balance: Some(balance),
             entries: rows

@@ -1,18 +1,17 @@
 //! Page tokens. Tokens are opaque to clients (base64 of a cursor) so their form can change
 //! without breaking anyone. Each token names the list it came from and a digest of that
 //! request's filters and scope: a token is honoured only by the same list asked the same
-//! way, and an offset in one is bounded. The backends make and read them; the gateway makes
-//! the city-wide lists' tokens the same way.
+//! way. Every list pages by key: a token carries the sort key of the last row it returned,
+//! and the next page is the rows strictly after that key in the list's order, so rows that
+//! leave the list between pages (a task decided while its inbox is worked through) never
+//! make the next page skip one. The backends make and read them; the gateway makes the
+//! city-wide lists' tokens the same way.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest as _, Sha256};
 
 use crate::v1 as pb;
-
-/// The largest row offset a page token may carry. Lists that deep are read with filters or
-/// with an export, not by paging.
-pub const MAX_OFFSET: u64 = 10_000_000;
 
 /// A list request: the list it reads and the request with its paging fields cleared, which
 /// is what a page token is tied to.
@@ -126,29 +125,21 @@ impl ListKey {
             .transpose()
     }
 
-    /// The row offset in an offset-paged list's token; 0 for the first page. It is at most
-    /// [`MAX_OFFSET`].
-    pub fn offset(&self, token: &str) -> Result<u64, BadPageToken> {
-        let offset = self
-            .cursor_as(token, str::parse::<u64>)?
-            .unwrap_or_default();
-        if offset > MAX_OFFSET {
-            return Err(bad_token());
+    /// Cuts a page fetched with one extra row and returns the next page's token, which
+    /// carries `key` of the page's last row: empty when this was the last page.
+    pub fn next_page<T>(
+        &self,
+        rows: &mut Vec<T>,
+        limit: u64,
+        key: impl FnOnce(&T) -> String,
+    ) -> String {
+        if rows.len() as u64 <= limit {
+            return String::new();
         }
-        Ok(offset)
-    }
-
-    /// Cuts a page fetched with one extra row and returns the next page's token: empty when
-    /// this was the last page, or when the next one would start beyond [`MAX_OFFSET`].
-    pub fn next_offset_page<T>(&self, rows: &mut Vec<T>, offset: u64, limit: u64) -> String {
-        if rows.len() as u64 > limit {
-            rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-            let next = offset.saturating_add(limit);
-            if next <= MAX_OFFSET {
-                return self.token(&next.to_string());
-            }
-        }
-        String::new()
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        rows.last()
+            .map(|last| self.token(&key(last)))
+            .unwrap_or_default()
     }
 }
 
@@ -199,18 +190,18 @@ mod tests {
     }
 
     #[test]
-    fn offsets_are_bounded() {
+    fn the_next_token_carries_the_last_rows_key() {
         let key = ListKey::of("D1", &pb::ListPaymentsRequest::default());
-        assert_eq!(key.offset("").ok(), Some(0));
-        assert_eq!(key.offset(&key.token("10")).ok(), Some(10));
-        assert!(key.offset(&key.token(&u64::MAX.to_string())).is_err());
-        assert!(
-            key.offset(&key.token(&(MAX_OFFSET + 1).to_string()))
-                .is_err()
+        let mut rows = vec![1, 2, 3];
+        assert!(key.next_page(&mut rows, 3, u32::to_string).is_empty());
+        assert_eq!(rows, [1, 2, 3]);
+        let token = key.next_page(&mut rows, 2, u32::to_string);
+        assert_eq!(rows, [1, 2]);
+        assert_eq!(key.cursor(&token).ok().flatten().as_deref(), Some("2"));
+        assert_eq!(
+            key.cursor_as(&token, str::parse::<u32>).ok().flatten(),
+            Some(2)
         );
-        assert!(key.offset(&key.token("-1")).is_err());
-        let mut rows = vec![0; 11];
-        assert!(key.next_offset_page(&mut rows, MAX_OFFSET, 10).is_empty());
-        assert_eq!(rows.len(), 10);
+        assert!(key.cursor_as(&key.token("x"), str::parse::<u32>).is_err());
     }
 }

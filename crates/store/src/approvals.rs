@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::entity::case;
 use crate::entity::{decision, delegation};
 use crate::error::{Error, Result, corrupt};
+use crate::keyset::after_ascending;
 use crate::records::CaseRecord;
 use crate::{Store, WriteTx};
 
@@ -143,14 +144,16 @@ impl Store {
     }
 
     /// Cases in review waiting at a step that one of `roles` acts on, or a role delegated to
-    /// `delegate` at `now`, oldest arrival first: an inbox, in one query.
+    /// `delegate` at `now`, oldest arrival first (then by id): an inbox, in one query. When
+    /// paging, the cases after `after` (arrival at the step, case id): a case decided since
+    /// the page before has left the list without moving the rest.
     pub async fn cases_waiting_for(
         &self,
         district: &DistrictId,
         roles: &[Role],
         delegate: &str,
         now: DateTime<Utc>,
-        offset: u64,
+        after: Option<(DateTime<Utc>, CaseId)>,
         limit: u64,
     ) -> Result<Vec<CaseRecord>> {
         let delegated = Query::select()
@@ -162,9 +165,10 @@ impl Store {
             .and_where(delegation::Column::EndsAt.gt(now))
             .and_where(delegation::Column::RevokedAt.is_null())
             .to_owned();
-        case::Entity::find()
+        let mut q = case::Entity::find()
             .filter(case::Column::DistrictId.eq(district.as_str()))
             .filter(case::Column::State.eq("in_review"))
+            .filter(case::Column::StepEnteredAt.is_not_null())
             .filter(
                 Condition::any()
                     .add(case::Column::CurrentStepRole.is_in(roles.iter().map(|r| r.as_str())))
@@ -172,32 +176,47 @@ impl Store {
             )
             .order_by_asc(case::Column::StepEnteredAt)
             .order_by_asc(case::Column::Id)
-            .offset(offset)
-            .limit(limit)
-            .all(&self.db)
+            .limit(limit);
+        if let Some((at, id)) = after {
+            q = q.filter(after_ascending(
+                case::Column::StepEnteredAt,
+                at,
+                case::Column::Id,
+                id.to_string(),
+            ));
+        }
+        q.all(&self.db)
             .await?
             .into_iter()
             .map(CaseRecord::from_row)
             .collect()
     }
 
-    /// Cases in review whose step deadline passed before `now`, longest overdue first.
+    /// Cases in review whose step deadline passed before `now`, longest overdue first (then
+    /// by id); when paging, those after `after` (deadline, case id).
     pub async fn overdue_cases(
         &self,
         district: &DistrictId,
         now: DateTime<Utc>,
-        offset: u64,
+        after: Option<(DateTime<Utc>, CaseId)>,
         limit: u64,
     ) -> Result<Vec<CaseRecord>> {
-        case::Entity::find()
+        let mut q = case::Entity::find()
             .filter(case::Column::DistrictId.eq(district.as_str()))
             .filter(case::Column::State.eq("in_review"))
             .filter(case::Column::StepDeadlineAt.lt(now))
             .order_by_asc(case::Column::StepDeadlineAt)
             .order_by_asc(case::Column::Id)
-            .offset(offset)
-            .limit(limit)
-            .all(&self.db)
+            .limit(limit);
+        if let Some((deadline, id)) = after {
+            q = q.filter(after_ascending(
+                case::Column::StepDeadlineAt,
+                deadline,
+                case::Column::Id,
+                id.to_string(),
+            ));
+        }
+        q.all(&self.db)
             .await?
             .into_iter()
             .map(CaseRecord::from_row)

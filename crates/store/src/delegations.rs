@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::entity::delegation;
 use crate::error::{Error, Result, corrupt};
+use crate::keyset::after_descending;
 use crate::{Store, WriteTx};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -169,19 +170,28 @@ impl Store {
         active_delegations(&self.db, district, delegate, now).await
     }
 
+    /// The district's delegations, newest first (by creation, then id); when paging, those
+    /// after `after` (creation time, id) in that order.
     pub async fn delegations(
         &self,
         district: &DistrictId,
-        offset: u64,
+        after: Option<(DateTime<Utc>, String)>,
         limit: u64,
     ) -> Result<Vec<DelegationRecord>> {
-        delegation::Entity::find()
+        let mut q = delegation::Entity::find()
             .filter(delegation::Column::DistrictId.eq(district.as_str()))
             .order_by_desc(delegation::Column::CreatedAt)
             .order_by_desc(delegation::Column::Id)
-            .offset(offset)
-            .limit(limit)
-            .all(&self.db)
+            .limit(limit);
+        if let Some((created, id)) = after {
+            q = q.filter(after_descending(
+                delegation::Column::CreatedAt,
+                created,
+                delegation::Column::Id,
+                id,
+            ));
+        }
+        q.all(&self.db)
             .await?
             .into_iter()
             .map(DelegationRecord::from_row)

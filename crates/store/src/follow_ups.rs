@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::entity::follow_up;
 use crate::error::{Error, Result, corrupt};
+use crate::keyset::after_ascending;
 use crate::payments::{DATE, date};
 use crate::records::CaseRecord;
 use crate::{Store, WriteTx};
@@ -169,23 +170,32 @@ impl WriteTx {
 }
 
 impl Store {
-    /// Follow-ups not yet recorded, due on or before `due_by`, earliest first.
+    /// Follow-ups not yet recorded, due on or before `due_by`, earliest first (then by id);
+    /// when paging, those after `after` (due date, id): one recorded since the page before
+    /// has left the list without moving the rest.
     pub async fn due_follow_ups(
         &self,
         district: &DistrictId,
         due_by: NaiveDate,
-        offset: u64,
+        after: Option<(NaiveDate, String)>,
         limit: u64,
     ) -> Result<Vec<FollowUpRecord>> {
-        follow_up::Entity::find()
+        let mut q = follow_up::Entity::find()
             .filter(follow_up::Column::DistrictId.eq(district.as_str()))
             .filter(follow_up::Column::Done.eq(false))
             .filter(follow_up::Column::DueDate.lte(due_by.format(DATE).to_string()))
             .order_by_asc(follow_up::Column::DueDate)
             .order_by_asc(follow_up::Column::Id)
-            .offset(offset)
-            .limit(limit)
-            .all(&self.db)
+            .limit(limit);
+        if let Some((due, id)) = after {
+            q = q.filter(after_ascending(
+                follow_up::Column::DueDate,
+                due.format(DATE).to_string(),
+                follow_up::Column::Id,
+                id,
+            ));
+        }
+        q.all(&self.db)
             .await?
             .into_iter()
             .map(FollowUpRecord::from_row)

@@ -194,21 +194,23 @@ impl Store {
         year_closed(&self.db, district, year).await
     }
 
-    /// The year's ledger entries in order, from `offset`.
+    /// The year's ledger entries in order (by id), those after entry `after` when given.
     pub async fn ledger_entries(
         &self,
         district: &DistrictId,
         fiscal_year: i32,
-        offset: u64,
+        after: Option<i64>,
         limit: u64,
     ) -> Result<Vec<LedgerEntryRecord>> {
-        ledger_entry::Entity::find()
+        let mut q = ledger_entry::Entity::find()
             .filter(ledger_entry::Column::DistrictId.eq(district.as_str()))
             .filter(ledger_entry::Column::FiscalYear.eq(fiscal_year))
             .order_by_asc(ledger_entry::Column::Id)
-            .offset(offset)
-            .limit(limit)
-            .all(&self.db)
+            .limit(limit);
+        if let Some(id) = after {
+            q = q.filter(ledger_entry::Column::Id.gt(id));
+        }
+        q.all(&self.db)
             .await?
             .into_iter()
             .map(|r| {

@@ -17,6 +17,7 @@ pub mod entity;
 mod error;
 mod follow_ups;
 mod imports;
+mod keyset;
 mod ledger;
 mod meetings;
 mod payments;

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::entity::payment;
 use crate::error::{Error, Result, corrupt};
+use crate::keyset::after_descending;
 use crate::{Store, WriteTx};
 
 /// How dates are stored.
@@ -232,21 +233,29 @@ impl Store {
         payment(&self.db, district, id).await
     }
 
-    /// Payments of the district, newest first, optionally of one case or year.
+    /// Payments of the district, newest first (by creation, then id), optionally of one case
+    /// or year; when paging, those after `after` (creation time, id) in that order.
     pub async fn payments(
         &self,
         district: &DistrictId,
         case: Option<CaseId>,
         fiscal_year: Option<i32>,
-        offset: u64,
+        after: Option<(DateTime<Utc>, String)>,
         limit: u64,
     ) -> Result<Vec<PaymentRecord>> {
         let mut q = payment::Entity::find()
             .filter(payment::Column::DistrictId.eq(district.as_str()))
             .order_by_desc(payment::Column::CreatedAt)
             .order_by_desc(payment::Column::Id)
-            .offset(offset)
             .limit(limit);
+        if let Some((created, id)) = after {
+            q = q.filter(after_descending(
+                payment::Column::CreatedAt,
+                created,
+                payment::Column::Id,
+                id,
+            ));
+        }
         if let Some(c) = case {
             q = q.filter(payment::Column::CaseId.eq(c.to_string()));
         }

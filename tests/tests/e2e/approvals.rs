@@ -19,8 +19,8 @@ use sea_orm::ConnectionTrait as _;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-const OFFICER: &str = "case_officer_review";
-const DEPUTY: &str = "deputy_leader_review";
+pub(crate) const OFFICER: &str = "case_officer_review";
+pub(crate) const DEPUTY: &str = "deputy_leader_review";
 const HEAD: &str = "bureau_head_review";
 const PARTY: &str = "party_group_decision";
 const LEADER: &str = "district_leader_approval";
@@ -167,7 +167,7 @@ impl Person {
             .into_inner())
     }
 
-    async fn tasks(&self) -> Vec<pb::Task> {
+    pub(crate) async fn tasks(&self) -> Vec<pb::Task> {
         let req = pb::ListMyTasksRequest::default();
         self.approvals
             .clone()

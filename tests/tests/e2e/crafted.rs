@@ -2,7 +2,7 @@
 //! beyond any budget, and text written to run as a formula in the spreadsheet of whoever opens
 //! an export.
 
-use relief_api::paging::{ListKey, MAX_OFFSET};
+use relief_api::paging::ListKey;
 use relief_proto::v1 as pb;
 use relief_proto::v1::approval_service_client::ApprovalServiceClient;
 use relief_proto::v1::disbursement_service_client::DisbursementServiceClient;
@@ -18,7 +18,7 @@ use tonic::{Code, Status};
 use crate::approvals::channel;
 
 backend_tests!(
-    forged_offsets_are_refused_on_every_offset_list,
+    forged_cursors_are_refused_on_every_keyed_list,
     a_page_token_serves_only_the_list_and_filters_that_made_it,
     an_amount_beyond_any_budget_is_refused_at_intake,
     export_cells_that_would_run_as_formulas_are_neutralised,
@@ -34,7 +34,10 @@ fn refused<T: std::fmt::Debug>(result: Result<T, Status>, what: &str) {
     );
 }
 
-async fn forged_offsets_are_refused_on_every_offset_list(backend: Backend) {
+/// A row id of the form the service makes, that no row has.
+const NO_ROW: &str = "0190a0b0-0000-7000-8000-000000000000";
+
+async fn forged_cursors_are_refused_on_every_keyed_list(backend: Backend) {
     let app = spawn_app(backend).await;
     let head = app.token(WANGCHENG, &[Role::BureauHead], None, "head-li");
     let ch = channel(&app).await;
@@ -42,12 +45,43 @@ async fn forged_offsets_are_refused_on_every_offset_list(backend: Backend) {
     let mut payments = DisbursementServiceClient::new(ch.clone());
     let mut ledger = LedgerServiceClient::new(ch.clone());
     let mut follow_ups = FollowUpServiceClient::new(ch.clone());
-    // The digest a token carries is no secret: a caller can compute it. The bound on the
-    // offset holds all the same.
-    for offset in [u64::MAX, MAX_OFFSET + 1, i64::MAX as u64] {
-        let cursor = offset.to_string();
+    let budget = |fiscal_year| pb::GetBudgetRequest {
+        fiscal_year,
+        ..Default::default()
+    };
+    let due = |date: &str| pb::ListDueFollowUpsRequest {
+        due_on_or_before: date.to_owned(),
+        ..Default::default()
+    };
+    // The digest a token carries is no secret: a caller can compute it. A key that is not
+    // one the list writes (an offset of the old form, a time or date that is none, an id that
+    // is not a row id) is refused all the same.
+    let bad_time = format!("2022-13-01T00:00:00Z/{NO_ROW}");
+    let bad_date = format!("2022-02-30/{NO_ROW}");
+    let forged = [
+        String::new(),
+        "x".to_owned(),
+        u64::MAX.to_string(),
+        "2022-01-01T00:00:00Z/x".to_owned(),
+        "2022-01-01/x".to_owned(),
+        bad_time,
+        bad_date,
+    ];
+    // Tokens of other lists, of this list with other filters and of another district.
+    let cases_token = ListKey::of(WANGCHENG, &pb::ListCasesRequest::default()).token(NO_ROW);
+    let other_year = ListKey::of(WANGCHENG, &budget(2021)).token("1");
+    let other_date =
+        ListKey::of(WANGCHENG, &due("2022-01-01")).token(&format!("2021-12-31/{NO_ROW}"));
+    let elsewhere = ListKey::of(FURONG, &pb::ListMyTasksRequest::default())
+        .token(&format!("2022-01-01T00:00:00Z/{NO_ROW}"));
+    for (i, cursor) in forged.iter().enumerate() {
+        let what = |list: &str| format!("{list} with key {cursor:?}");
         let req = pb::ListMyTasksRequest::default();
-        let page_token = ListKey::of(WANGCHENG, &req).token(&cursor);
+        let page_token = match i {
+            0 => elsewhere.clone(),
+            1 => cases_token.clone(),
+            _ => ListKey::of(WANGCHENG, &req).token(cursor),
+        };
         refused(
             approvals
                 .list_my_tasks(with_bearer(
@@ -55,10 +89,10 @@ async fn forged_offsets_are_refused_on_every_offset_list(backend: Backend) {
                     &head,
                 ))
                 .await,
-            "ListMyTasks",
+            &what("ListMyTasks"),
         );
         let req = pb::ListOverdueRequest::default();
-        let page_token = ListKey::of(WANGCHENG, &req).token(&cursor);
+        let page_token = ListKey::of(WANGCHENG, &req).token(cursor);
         refused(
             approvals
                 .list_overdue(with_bearer(
@@ -66,10 +100,10 @@ async fn forged_offsets_are_refused_on_every_offset_list(backend: Backend) {
                     &head,
                 ))
                 .await,
-            "ListOverdue",
+            &what("ListOverdue"),
         );
         let req = pb::ListDelegationsRequest::default();
-        let page_token = ListKey::of(WANGCHENG, &req).token(&cursor);
+        let page_token = ListKey::of(WANGCHENG, &req).token(cursor);
         refused(
             approvals
                 .list_delegations(with_bearer(
@@ -77,10 +111,13 @@ async fn forged_offsets_are_refused_on_every_offset_list(backend: Backend) {
                     &head,
                 ))
                 .await,
-            "ListDelegations",
+            &what("ListDelegations"),
         );
         let req = pb::ListPaymentsRequest::default();
-        let page_token = ListKey::of(WANGCHENG, &req).token(&cursor);
+        let page_token = match i {
+            1 => cases_token.clone(),
+            _ => ListKey::of(WANGCHENG, &req).token(cursor),
+        };
         refused(
             payments
                 .list_payments(with_bearer(
@@ -88,13 +125,13 @@ async fn forged_offsets_are_refused_on_every_offset_list(backend: Backend) {
                     &head,
                 ))
                 .await,
-            "ListPayments",
+            &what("ListPayments"),
         );
-        let req = pb::GetBudgetRequest {
-            fiscal_year: 2022,
-            ..Default::default()
+        let req = budget(2022);
+        let page_token = match i {
+            1 => other_year.clone(),
+            _ => ListKey::of(WANGCHENG, &req).token(cursor),
         };
-        let page_token = ListKey::of(WANGCHENG, &req).token(&cursor);
         refused(
             ledger
                 .get_budget(with_bearer(
@@ -102,10 +139,13 @@ async fn forged_offsets_are_refused_on_every_offset_list(backend: Backend) {
                     &head,
                 ))
                 .await,
-            "GetBudget",
+            &what("GetBudget"),
         );
-        let req = pb::ListDueFollowUpsRequest::default();
-        let page_token = ListKey::of(WANGCHENG, &req).token(&cursor);
+        let req = due("2022-06-30");
+        let page_token = match i {
+            1 => other_date.clone(),
+            _ => ListKey::of(WANGCHENG, &req).token(cursor),
+        };
         refused(
             follow_ups
                 .list_due_follow_ups(with_bearer(
@@ -113,21 +153,32 @@ async fn forged_offsets_are_refused_on_every_offset_list(backend: Backend) {
                     &head,
                 ))
                 .await,
-            "ListDueFollowUps",
+            &what("ListDueFollowUps"),
         );
     }
-    // The largest offset allowed is still answered, with an empty page.
+    // A key of the list's own form is a page, even one past every row.
     let req = pb::ListPaymentsRequest::default();
-    let page_token = ListKey::of(WANGCHENG, &req).token(&MAX_OFFSET.to_string());
+    let page_token = ListKey::of(WANGCHENG, &req).token(&format!("1970-01-01T00:00:00Z/{NO_ROW}"));
     let page = payments
         .list_payments(with_bearer(
             pb::ListPaymentsRequest { page_token, ..req },
             &head,
         ))
         .await
-        .expect("an offset at the bound is a page")
+        .expect("a key past every row is a page")
         .into_inner();
     assert!(page.payments.is_empty() && page.next_page_token.is_empty());
+    let req = budget(2022);
+    let page_token = ListKey::of(WANGCHENG, &req).token(&i64::MAX.to_string());
+    let page = ledger
+        .get_budget(with_bearer(
+            pb::GetBudgetRequest { page_token, ..req },
+            &head,
+        ))
+        .await
+        .expect("an entry id past every entry is a page")
+        .into_inner();
+    assert!(page.entries.is_empty() && page.next_page_token.is_empty());
 }
 
 async fn a_page_token_serves_only_the_list_and_filters_that_made_it(backend: Backend) {

@@ -22,6 +22,7 @@ mod import_windows;
 mod imports;
 mod intake;
 mod limits;
+mod paging;
 mod payments;
 mod privacy;
 mod reports;

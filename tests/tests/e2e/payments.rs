@@ -69,7 +69,7 @@ impl Finance {
             .await
     }
 
-    async fn confirm(
+    pub(crate) async fn confirm(
         &self,
         payment_id: &str,
         bank_reference: &str,
@@ -208,7 +208,11 @@ fn assert_consistent(v: &pb::VerifyLedgerResponse) {
 }
 
 /// A one-step district with the leader who approves there and its applicant.
-async fn approved_cases(app: &TestApp, district: &str, n: usize) -> (Person, Vec<String>) {
+pub(crate) async fn approved_cases(
+    app: &TestApp,
+    district: &str,
+    n: usize,
+) -> (Person, Vec<String>) {
     let applicant = app.applicant(district, "street");
     let leader = person(
         app,

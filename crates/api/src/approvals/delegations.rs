@@ -13,7 +13,7 @@ use crate::access::{from_pb_time, new_id};
 use crate::auth::Caller;
 use crate::convert::role_from_pb;
 use crate::error::{ApiError, ApiResult};
-use crate::paging::ListKey;
+use crate::paging::{ListKey, parse_time_key, time_key};
 
 const MAX_DELEGATION_DAYS: i64 = 90;
 
@@ -89,13 +89,13 @@ impl ApprovalApi {
         let district = caller.district_reader("see delegations")?;
         let limit = self.ctx.page_size(req.page_size)?;
         let key = ListKey::of(district.as_str(), &req);
-        let offset = key.offset(&req.page_token)?;
+        let after = key.cursor_as(&req.page_token, parse_time_key)?;
         let mut rows = self
             .ctx
             .store
-            .delegations(&district, offset, limit + 1)
+            .delegations(&district, after, limit + 1)
             .await?;
-        let next_page_token = key.next_offset_page(&mut rows, offset, limit);
+        let next_page_token = key.next_page(&mut rows, limit, |d| time_key(d.created_at, &d.id));
         Ok(pb::ListDelegationsResponse {
             delegations: rows.iter().map(delegation_to_pb).collect(),
             next_page_token,

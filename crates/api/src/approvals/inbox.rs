@@ -11,7 +11,7 @@ use super::ApprovalApi;
 use crate::auth::Caller;
 use crate::convert::{case_to_pb, role_to_pb, timestamp};
 use crate::error::{ApiError, ApiResult};
-use crate::paging::ListKey;
+use crate::paging::{ListKey, parse_case_time_key, time_key};
 
 impl ApprovalApi {
     /// The step `case` waits at, from the rules it was filed under (which the store keeps
@@ -65,7 +65,7 @@ impl ApprovalApi {
         let district = caller.district()?.clone();
         let limit = self.ctx.page_size(req.page_size)?;
         let key = ListKey::of(district.as_str(), &req);
-        let offset = key.offset(&req.page_token)?;
+        let after = key.cursor_as(&req.page_token, parse_case_time_key)?;
         let now = self.ctx.clock.now();
         let roles: Vec<Role> = caller
             .claims()
@@ -78,7 +78,7 @@ impl ApprovalApi {
         let mut rows = self
             .ctx
             .store
-            .cases_waiting_for(&district, &roles, subject, now, offset, limit + 1)
+            .cases_waiting_for(&district, &roles, subject, now, after, limit + 1)
             .await?;
         // Who delegated a step is looked up only when the inbox holds one.
         let mut delegated = HashMap::new();
@@ -95,7 +95,9 @@ impl ApprovalApi {
                 delegated.insert(d.role, d.delegator_subject);
             }
         }
-        let next_page_token = key.next_offset_page(&mut rows, offset, limit);
+        let next_page_token = key.next_page(&mut rows, limit, |c| {
+            time_key(c.step_entered_at.unwrap_or_default(), &c.id.to_string())
+        });
         Ok(pb::ListMyTasksResponse {
             tasks: self.tasks(&caller, rows, &delegated).await?,
             next_page_token,
@@ -110,13 +112,15 @@ impl ApprovalApi {
         let district = caller.district_reader("see overdue cases")?;
         let limit = self.ctx.page_size(req.page_size)?;
         let key = ListKey::of(district.as_str(), &req);
-        let offset = key.offset(&req.page_token)?;
+        let after = key.cursor_as(&req.page_token, parse_case_time_key)?;
         let mut rows = self
             .ctx
             .store
-            .overdue_cases(&district, self.ctx.clock.now(), offset, limit + 1)
+            .overdue_cases(&district, self.ctx.clock.now(), after, limit + 1)
             .await?;
-        let next_page_token = key.next_offset_page(&mut rows, offset, limit);
+        let next_page_token = key.next_page(&mut rows, limit, |c| {
+            time_key(c.step_deadline_at.unwrap_or_default(), &c.id.to_string())
+        });
         Ok(pb::ListOverdueResponse {
             tasks: self.tasks(&caller, rows, &HashMap::new()).await?,
             next_page_token,

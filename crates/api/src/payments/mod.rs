@@ -24,7 +24,7 @@ use crate::access::{check_fiscal_year, new_id, parse_case_id, parse_date, requir
 use crate::auth::{Caller, CaseVisibility};
 use crate::convert::{attachment_from_pb, case_to_pb};
 use crate::error::{ApiError, ApiResult};
-use crate::paging::ListKey;
+use crate::paging::{ListKey, parse_time_key, time_key};
 use crate::plumbing::handle;
 
 const MAX_TEXT: usize = 2000;
@@ -333,7 +333,7 @@ impl DisbursementApi {
         let district = caller.district_reader(READERS)?;
         let limit = self.ctx.page_size(req.page_size)?;
         let key = ListKey::of(district.as_str(), &req);
-        let offset = key.offset(&req.page_token)?;
+        let after = key.cursor_as(&req.page_token, parse_time_key)?;
         let case = match req.case_id.as_str() {
             "" => None,
             s => Some(parse_case_id(s)?),
@@ -345,9 +345,9 @@ impl DisbursementApi {
         let mut rows = self
             .ctx
             .store
-            .payments(&district, case, year, offset, limit + 1)
+            .payments(&district, case, year, after, limit + 1)
             .await?;
-        let next_page_token = key.next_offset_page(&mut rows, offset, limit);
+        let next_page_token = key.next_page(&mut rows, limit, |p| time_key(p.created_at, &p.id));
         let views = payment_views(&self.ctx, &caller, &district, &rows).await?;
         Ok(pb::ListPaymentsResponse {
             payments: rows
