@@ -37,10 +37,11 @@ impl ApprovalApi {
         caller: Caller,
         req: pb::CancelApprovalRequest,
     ) -> ApiResult<pb::CancelApprovalResponse> {
-        let role = CANCELLING_ROLES
-            .into_iter()
-            .find(|r| caller.has_role(*r))
-            .unwrap_or(Role::DistrictLeader);
+        let Some(role) = CANCELLING_ROLES.into_iter().find(|r| caller.has_role(*r)) else {
+            return Err(ApiError::denied(
+                "cancelling a final approval needs the role district_leader or bureau_head",
+            ));
+        };
         let district = caller.require_district_role(role)?.clone();
         let m = self.ctx.mutation(&caller, &req.request_id, &req)?;
         let id = parse_case_id(&req.case_id)?;
