@@ -4,11 +4,10 @@
 use chrono::Duration;
 use relief_domain::approval::entry_step;
 use relief_domain::case::{CaseState, check_submission};
-use relief_domain::ledger::EntryKind;
 use relief_domain::{CaseId, CategoryCode, Role, UnitId};
 use relief_proto::v1 as pb;
 use relief_proto::v1::case_service_server::CaseService;
-use relief_store::{CaseFilter, CaseRecord, WriteTx};
+use relief_store::{CaseFilter, CaseRecord};
 use tonic::{Request, Response, Status};
 
 use crate::ApiContext;
@@ -32,25 +31,6 @@ impl CaseApi {
     pub fn new(ctx: ApiContext) -> Self {
         Self { ctx }
     }
-}
-
-/// Gives an approved case's reservation back to the budget.
-pub(crate) async fn release_reservation(tx: &mut WriteTx, case: &CaseRecord) -> ApiResult<()> {
-    let (Some(year), Some(amount)) = (case.application.fiscal_year, case.approved_amount) else {
-        return Err(ApiError::Internal(format!(
-            "approved case {} has no year or amount",
-            case.id
-        )));
-    };
-    tx.add_ledger_entry(
-        &case.district_id,
-        year,
-        Some(case.id),
-        EntryKind::Release,
-        amount,
-    )
-    .await?;
-    Ok(())
 }
 
 /// The application, with every problem of it and of the request id at once.
@@ -285,6 +265,8 @@ impl CaseApi {
         .await
     }
 
+    /// Withdraws a case the applicant unit still holds or that is still in review; after
+    /// final approval only the bureau undoes the approval (`CancelApproval`).
     async fn withdraw(
         &self,
         caller: Caller,
@@ -303,9 +285,6 @@ impl CaseApi {
             check_version(req.expected_version, &before)?;
             let mut after = before.clone();
             after.enter(before.state.withdraw()?, None, tx.now());
-            if before.state == CaseState::Approved {
-                release_reservation(tx, &before).await?;
-            }
             let reason = req.reason.trim();
             tx.update_case("case.withdrawn", Some(reason), &before, &mut after)
                 .await?;

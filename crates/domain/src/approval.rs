@@ -6,9 +6,10 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use crate::case::CaseState;
+use crate::case::{CaseState, TransitionError};
 use crate::ids::{StepId, Subject, UnitId};
 use crate::money::Money;
+use crate::payment::PaymentState;
 use crate::role::Role;
 use crate::rules::{ApprovalChain, ApprovalStep};
 
@@ -117,7 +118,8 @@ pub fn decide(
         | CaseState::Withdrawn
         | CaseState::Rejected
         | CaseState::Approved
-        | CaseState::Paid => return Err(DecideError::NotInReview),
+        | CaseState::Paid
+        | CaseState::Cancelled => return Err(DecideError::NotInReview),
     };
     if current_step != at {
         return Err(DecideError::WrongStep {
@@ -478,6 +480,78 @@ pub fn check_reservation(
         .map_err(|exceeded| ReserveRefusal::BudgetExceeded { year, exceeded })
 }
 
+/// Everything whether a final approval can be cancelled (审批撤销) depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct CancelFacts<'a> {
+    pub state: &'a CaseState,
+    /// The case's payments so far: id and state.
+    pub payments: &'a [(&'a str, &'a PaymentState)],
+    pub fiscal_year: Option<i32>,
+    /// Whether `fiscal_year` is closed.
+    pub year_closed: bool,
+    /// The amount the final approval reserved.
+    pub approved: Option<Money>,
+}
+
+/// A cancelled final approval: the case's final state, and the reservation it gives back to
+/// the fiscal year's budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancellation {
+    pub state: CaseState,
+    pub fiscal_year: i32,
+    pub release: Money,
+}
+
+/// Why a final approval cannot be cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CancelRefusal {
+    /// Only an approved case has an approval to cancel.
+    #[error("{0}")]
+    State(#[from] TransitionError),
+    /// A payment of the case is with the bank (or paid); it must fail first.
+    #[error(
+        "payment {id} of the case is {state}; an approval is cancelled only while no payment is under way"
+    )]
+    PaymentUnderWay { id: String, state: &'static str },
+    #[error("fiscal year {0} is closed")]
+    YearClosed(i32),
+    #[error("the approved case has no fiscal year")]
+    NoFiscalYear,
+    #[error("the approved case has no approved amount")]
+    NoAmount,
+}
+
+/// Whether the bureau may cancel a case's final approval, and what the cancellation
+/// produces. Only an approved case qualifies, with no live payment (pending, or paid and not
+/// returned: [`PaymentState::is_live`]), in an open fiscal year; the case becomes
+/// [`CaseState::Cancelled`] and its whole approved amount is released. A paid case is
+/// refused by its state; a case whose payment the bank returned is approved again and may be
+/// cancelled.
+pub fn cancel_approval(f: CancelFacts<'_>) -> Result<Cancellation, CancelRefusal> {
+    if *f.state != CaseState::Approved {
+        return Err(CancelRefusal::State(TransitionError {
+            action: "cancel the approval of",
+            from: f.state.kind(),
+        }));
+    }
+    if let Some((id, state)) = f.payments.iter().find(|(_, s)| s.is_live()) {
+        return Err(CancelRefusal::PaymentUnderWay {
+            id: (*id).to_owned(),
+            state: state.as_str(),
+        });
+    }
+    let fiscal_year = f.fiscal_year.ok_or(CancelRefusal::NoFiscalYear)?;
+    if f.year_closed {
+        return Err(CancelRefusal::YearClosed(fiscal_year));
+    }
+    let release = f.approved.ok_or(CancelRefusal::NoAmount)?;
+    Ok(Cancellation {
+        state: CaseState::Cancelled,
+        fiscal_year,
+        release,
+    })
+}
+
 /// The budget of one fiscal year as the ledger sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BudgetBalance {
@@ -537,6 +611,99 @@ mod tests {
 
     fn at(step: &str) -> CaseState {
         CaseState::InReview { step: id(step) }
+    }
+
+    fn cancel(
+        state: &CaseState,
+        payments: &[(&str, &PaymentState)],
+        year_closed: bool,
+    ) -> Result<Cancellation, CancelRefusal> {
+        cancel_approval(CancelFacts {
+            state,
+            payments,
+            fiscal_year: Some(2022),
+            year_closed,
+            approved: Some(yuan(8_000)),
+        })
+    }
+
+    #[test]
+    fn cancelling_an_approval_releases_its_whole_amount() {
+        let failed = PaymentState::Failed {
+            reason: "账户冻结".into(),
+        };
+        let reversed = PaymentState::Reversed {
+            bank_reference: "B1".into(),
+            paid_on: chrono::NaiveDate::from_ymd_opt(2022, 5, 1).unwrap(),
+            reason: "退汇".into(),
+        };
+        let expected = Ok(Cancellation {
+            state: CaseState::Cancelled,
+            fiscal_year: 2022,
+            release: yuan(8_000),
+        });
+        assert_eq!(cancel(&CaseState::Approved, &[], false), expected);
+        // Payments that ended without money leaving do not stand in the way.
+        assert_eq!(
+            cancel(
+                &CaseState::Approved,
+                &[("p1", &failed), ("p2", &reversed)],
+                false
+            ),
+            expected
+        );
+    }
+
+    #[test]
+    fn only_an_approved_case_without_a_payment_under_way_is_cancelled() {
+        for state in [
+            CaseState::Draft,
+            at("case_officer_review"),
+            CaseState::Returned { resume_at: None },
+            CaseState::Withdrawn,
+            CaseState::Rejected,
+            CaseState::Paid,
+            CaseState::Cancelled,
+        ] {
+            assert_eq!(
+                cancel(&state, &[], false),
+                Err(CancelRefusal::State(TransitionError {
+                    action: "cancel the approval of",
+                    from: state.kind(),
+                })),
+                "{state:?}"
+            );
+        }
+        assert_eq!(
+            cancel(
+                &CaseState::Approved,
+                &[("p1", &PaymentState::Pending)],
+                false
+            ),
+            Err(CancelRefusal::PaymentUnderWay {
+                id: "p1".into(),
+                state: "pending"
+            })
+        );
+        assert_eq!(
+            cancel(&CaseState::Approved, &[], true),
+            Err(CancelRefusal::YearClosed(2022))
+        );
+        let facts = |fiscal_year, approved| CancelFacts {
+            state: &CaseState::Approved,
+            payments: &[],
+            fiscal_year,
+            year_closed: false,
+            approved,
+        };
+        assert_eq!(
+            cancel_approval(facts(None, Some(yuan(1)))),
+            Err(CancelRefusal::NoFiscalYear)
+        );
+        assert_eq!(
+            cancel_approval(facts(Some(2022), None)),
+            Err(CancelRefusal::NoAmount)
+        );
     }
 
     fn check(

@@ -272,6 +272,9 @@ pub enum CaseState {
     Approved,
     /// 已核拨: paid.
     Paid,
+    /// 审批撤销: the final approval was cancelled by the bureau before payment
+    /// ([`cancel_approval`]); its reservation is released. Final.
+    Cancelled,
 }
 
 /// The state without its data: the database column and the wire enum.
@@ -284,10 +287,11 @@ pub enum StateKind {
     Rejected,
     Approved,
     Paid,
+    Cancelled,
 }
 
 impl StateKind {
-    pub const ALL: [StateKind; 7] = [
+    pub const ALL: [StateKind; 8] = [
         StateKind::Draft,
         StateKind::InReview,
         StateKind::Returned,
@@ -295,6 +299,7 @@ impl StateKind {
         StateKind::Rejected,
         StateKind::Approved,
         StateKind::Paid,
+        StateKind::Cancelled,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -306,6 +311,7 @@ impl StateKind {
             StateKind::Rejected => "rejected",
             StateKind::Approved => "approved",
             StateKind::Paid => "paid",
+            StateKind::Cancelled => "cancelled",
         }
     }
 
@@ -346,6 +352,7 @@ impl CaseState {
             CaseState::Rejected => StateKind::Rejected,
             CaseState::Approved => StateKind::Approved,
             CaseState::Paid => StateKind::Paid,
+            CaseState::Cancelled => StateKind::Cancelled,
         }
     }
 
@@ -359,7 +366,8 @@ impl CaseState {
             | CaseState::Withdrawn
             | CaseState::Rejected
             | CaseState::Approved
-            | CaseState::Paid => None,
+            | CaseState::Paid
+            | CaseState::Cancelled => None,
         }
     }
 
@@ -384,6 +392,7 @@ impl CaseState {
             (StateKind::Rejected, None) => CaseState::Rejected,
             (StateKind::Approved, None) => CaseState::Approved,
             (StateKind::Paid, None) => CaseState::Paid,
+            (StateKind::Cancelled, None) => CaseState::Cancelled,
         };
         Ok(state)
     }
@@ -396,7 +405,8 @@ impl CaseState {
             | CaseState::Withdrawn
             | CaseState::Rejected
             | CaseState::Approved
-            | CaseState::Paid => Err(TransitionError {
+            | CaseState::Paid
+            | CaseState::Cancelled => Err(TransitionError {
                 action: "edit",
                 from: self.kind(),
             }),
@@ -412,7 +422,8 @@ impl CaseState {
             | CaseState::Withdrawn
             | CaseState::Rejected
             | CaseState::Approved
-            | CaseState::Paid => Err(TransitionError {
+            | CaseState::Paid
+            | CaseState::Cancelled => Err(TransitionError {
                 action: "submit",
                 from: self.kind(),
             }),
@@ -434,22 +445,27 @@ impl CaseState {
             | CaseState::Returned { .. }
             | CaseState::Withdrawn
             | CaseState::Rejected
-            | CaseState::Approved => Err(TransitionError {
+            | CaseState::Approved
+            | CaseState::Cancelled => Err(TransitionError {
                 action: "return the payment of",
                 from: self.kind(),
             }),
         }
     }
 
-    /// The applicant unit may withdraw a case until it is paid; withdrawing an approved
-    /// case releases its reservation.
+    /// The applicant unit may withdraw a case only until its final approval: a draft, a case
+    /// in review or a returned case. After final approval the approval is cancelled only by
+    /// the bureau ([`cancel_approval`]).
     pub fn withdraw(&self) -> Result<CaseState, TransitionError> {
         match self {
-            CaseState::Draft
-            | CaseState::Returned { .. }
-            | CaseState::InReview { .. }
-            | CaseState::Approved => Ok(CaseState::Withdrawn),
-            CaseState::Withdrawn | CaseState::Rejected | CaseState::Paid => Err(TransitionError {
+            CaseState::Draft | CaseState::Returned { .. } | CaseState::InReview { .. } => {
+                Ok(CaseState::Withdrawn)
+            }
+            CaseState::Withdrawn
+            | CaseState::Rejected
+            | CaseState::Approved
+            | CaseState::Paid
+            | CaseState::Cancelled => Err(TransitionError {
                 action: "withdraw",
                 from: self.kind(),
             }),
@@ -484,7 +500,8 @@ pub fn enter_step(
         | CaseState::Withdrawn
         | CaseState::Rejected
         | CaseState::Approved
-        | CaseState::Paid => None,
+        | CaseState::Paid
+        | CaseState::Cancelled => None,
     }
 }
 
@@ -511,6 +528,7 @@ mod tests {
             CaseState::Rejected,
             CaseState::Approved,
             CaseState::Paid,
+            CaseState::Cancelled,
         ]
     }
 
@@ -524,8 +542,9 @@ mod tests {
             (StateKind::Returned, true, true, true),
             (StateKind::Withdrawn, false, false, false),
             (StateKind::Rejected, false, false, false),
-            (StateKind::Approved, false, false, true),
+            (StateKind::Approved, false, false, false),
             (StateKind::Paid, false, false, false),
+            (StateKind::Cancelled, false, false, false),
         ];
         for (state, (kind, edit, submit, withdraw)) in all_states().into_iter().zip(table) {
             assert_eq!(state.kind(), kind);

@@ -23,7 +23,7 @@ pub enum EntryKind {
     Deallocate,
     /// Final approval sets an amount aside for a case.
     Reserve,
-    /// A withdrawn approval gives its amount back.
+    /// A withdrawn or cancelled approval gives its amount back.
     Release,
     /// A payment moves a case's amount from reserved to paid.
     Pay,
@@ -405,7 +405,8 @@ pub fn verify(
             | StateKind::InReview
             | StateKind::Returned
             | StateKind::Withdrawn
-            | StateKind::Rejected => (0, 0),
+            | StateKind::Rejected
+            | StateKind::Cancelled => (0, 0),
         };
         if (reserved_fen, paid_fen) != want {
             problems.push(LedgerProblem::CaseMismatch {
@@ -734,7 +735,7 @@ mod tests {
                     let state = match op {
                         0 => StateKind::Approved,
                         1 => { add(EntryKind::Pay, fen); StateKind::Paid }
-                        2 => { add(EntryKind::Release, fen); StateKind::Withdrawn }
+                        2 => { add(EntryKind::Release, fen); StateKind::Cancelled }
                         _ => { add(EntryKind::Pay, fen); add(EntryKind::Reverse, fen); StateKind::Approved }
                     };
                     cases.push(CaseView { id: c, state, approved: Some(m(fen)) });

@@ -437,7 +437,7 @@ pub fn render_markdown(ind: &Indicators, s: &Score, n: &Narrative) -> String {
     let _ = writeln!(o, "### （二）预算资金使用管理情况\n");
     let _ = write!(
         o,
-        "全年受理救助申请{}件，其中已拨付{}件、审批通过待拨付{}件、审核中{}件、退回补正{}件、不予救助{}件、撤回{}件。",
+        "全年受理救助申请{}件，其中已拨付{}件、审批通过待拨付{}件、审核中{}件、退回补正{}件、不予救助{}件、撤回{}件",
         ind.received(),
         ind.received_count(StateKind::Paid),
         ind.received_count(StateKind::Approved),
@@ -446,6 +446,12 @@ pub fn render_markdown(ind: &Indicators, s: &Score, n: &Narrative) -> String {
         ind.received_count(StateKind::Rejected),
         ind.received_count(StateKind::Withdrawn),
     );
+    // A cancelled approval is rare; the sentence names it only when the year has one.
+    let cancelled = ind.received_count(StateKind::Cancelled);
+    if cancelled > 0 {
+        let _ = write!(o, "、审批撤销{cancelled}件");
+    }
+    o.push('。');
     if !ind.chain.steps.is_empty() {
         let _ = write!(o, "每一案件均经{}，逐级留痕。", process_phrase(&ind.chain));
     }
@@ -1039,6 +1045,21 @@ mod tests {
         let md = render_markdown(&ind, &score(&ind, &Grading::default()), &Narrative::new());
         assert!(
             md.contains("全年受理救助申请51件，其中已拨付48件、审批通过待拨付0件、审核中2件、退回补正0件、不予救助0件、撤回1件。"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn cancelled_approvals_are_named_when_there_are_some() {
+        let ind = Indicators {
+            cases_by_state: vec![(StateKind::Paid, 48), (StateKind::Cancelled, 2)],
+            submitted_by_state: vec![(StateKind::Paid, 48), (StateKind::Cancelled, 2)],
+            ..seed_like()
+        };
+        assert_eq!(ind.received(), 50);
+        let md = render_markdown(&ind, &score(&ind, &Grading::default()), &Narrative::new());
+        assert!(
+            md.contains("其中已拨付48件、审批通过待拨付0件、审核中0件、退回补正0件、不予救助0件、撤回0件、审批撤销2件。"),
             "{md}"
         );
     }

@@ -22,6 +22,7 @@ pub const LONG_TEXTS: &[&str] = &[
     "relief.v1.EligibilityCategory.description",
     "relief.v1.WithdrawCaseRequest.reason",
     "relief.v1.DecideCaseRequest.opinion",
+    "relief.v1.CancelApprovalRequest.reason",
     "relief.v1.RecordMeetingDecisionRequest.opinion",
     "relief.v1.ImportedDecision.opinion",
     "relief.v1.FailPaymentRequest.reason",

@@ -265,7 +265,7 @@ pub(crate) async fn budget(app: &TestApp, district: &str, year: i32) -> pb::Budg
         .unwrap()
 }
 
-async fn history(app: &TestApp, district: &str, case_id: &str) -> Vec<pb::AuditEvent> {
+pub(crate) async fn history(app: &TestApp, district: &str, case_id: &str) -> Vec<pb::AuditEvent> {
     let token = app.token(district, &[Role::Auditor], None, "auditor");
     let req = pb::GetCaseHistoryRequest {
         case_id: case_id.to_owned(),

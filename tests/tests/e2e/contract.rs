@@ -23,7 +23,7 @@ backend_tests!(every_error_carries_its_reason);
 
 /// Asserts `status` has `code` and an `ErrorInfo` of `reason` in relief's domain, with
 /// `metadata` among its metadata; returns the status for further checks.
-fn expect_reason<T: std::fmt::Debug>(
+pub(crate) fn expect_reason<T: std::fmt::Debug>(
     result: Result<T, Status>,
     code: Code,
     reason: ErrorReason,

@@ -8,6 +8,7 @@
 
 mod approvals;
 mod auth;
+mod cancellation;
 mod concurrency;
 mod contract;
 mod crafted;

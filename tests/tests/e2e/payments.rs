@@ -90,7 +90,7 @@ impl Finance {
             .into_inner())
     }
 
-    async fn fail(&self, payment_id: &str, reason: &str) -> Result<pb::Payment, Status> {
+    pub(crate) async fn fail(&self, payment_id: &str, reason: &str) -> Result<pb::Payment, Status> {
         let req = pb::FailPaymentRequest {
             request_id: request_id(),
             payment_id: payment_id.to_owned(),
@@ -202,7 +202,7 @@ impl Finance {
     }
 }
 
-fn assert_consistent(v: &pb::VerifyLedgerResponse) {
+pub(crate) fn assert_consistent(v: &pb::VerifyLedgerResponse) {
     assert!(v.consistent, "ledger problems: {:?}", v.problems);
     assert!(v.problems.is_empty());
 }
@@ -584,21 +584,6 @@ async fn reconciliation_lists_what_does_not_match(backend: Backend) {
     assert_eq!(violation_fields(&status), ["statement_csv.line[1]"]);
 }
 
-async fn withdrawing_an_approved_case_releases_its_money(backend: Backend) {
-    let app = spawn_app(backend).await;
-    one_step_district(&app, "430104", 100_000_000, &[]).await;
-    let (_, ids) = approved_cases(&app, "430104", 1).await;
-    assert_eq!(budget(&app, "430104", 2022).await.reserved_fen, 2_000_000);
-    let applicant = app.applicant("430104", "street");
-    applicant.withdraw(&ids[0]).await.unwrap();
-    let balance = budget(&app, "430104", 2022).await;
-    assert_eq!(
-        (balance.reserved_fen, balance.available_fen),
-        (0, 100_000_000)
-    );
-    assert_consistent(&finance(&app, "430104").await.verify(2022).await);
-}
-
 async fn the_budget_cannot_drop_below_what_is_committed(backend: Backend) {
     let app = spawn_app(backend).await;
     one_step_district(&app, "430104", 10_000_000, &[]).await;
@@ -779,7 +764,6 @@ backend_tests!(
     every_payment_refusal,
     failed_payments_are_retried,
     reconciliation_lists_what_does_not_match,
-    withdrawing_an_approved_case_releases_its_money,
     the_budget_cannot_drop_below_what_is_committed,
     concurrent_payments_and_approvals_keep_the_books,
     a_returned_payment_goes_back_to_reserved,

@@ -1,7 +1,9 @@
 //! ApprovalService: the review chain (审核审批). The inbox ([`inbox`]), single decisions
-//! ([`decide`]), delegations ([`delegations`]) and party-group meetings ([`meetings`]);
-//! every decision, single or at a meeting, goes through [`decide::apply_decision`].
+//! ([`decide`]), delegations ([`delegations`]), party-group meetings ([`meetings`]) and
+//! the bureau's cancellation of a final approval ([`cancel`]); every decision, single or at
+//! a meeting, goes through [`decide::apply_decision`].
 
+mod cancel;
 mod decide;
 mod delegations;
 mod inbox;
@@ -125,6 +127,13 @@ impl ApprovalService for ApprovalApi {
         request: Request<pb::DecideCaseRequest>,
     ) -> Result<Response<pb::DecideCaseResponse>, Status> {
         handle!(self, request, decide_case)
+    }
+
+    async fn cancel_approval(
+        &self,
+        request: Request<pb::CancelApprovalRequest>,
+    ) -> Result<Response<pb::CancelApprovalResponse>, Status> {
+        handle!(self, request, cancel_approval)
     }
 
     async fn create_delegation(

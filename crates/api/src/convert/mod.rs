@@ -74,6 +74,7 @@ pub fn state_to_pb(kind: StateKind) -> pb::CaseState {
         StateKind::Rejected => pb::CaseState::Rejected,
         StateKind::Approved => pb::CaseState::Approved,
         StateKind::Paid => pb::CaseState::Paid,
+        StateKind::Cancelled => pb::CaseState::Cancelled,
     }
 }
 
@@ -90,6 +91,7 @@ pub fn state_from_pb(value: i32, field: &str) -> Result<Option<StateKind>, Viola
         pb::CaseState::Rejected => Ok(Some(StateKind::Rejected)),
         pb::CaseState::Approved => Ok(Some(StateKind::Approved)),
         pb::CaseState::Paid => Ok(Some(StateKind::Paid)),
+        pb::CaseState::Cancelled => Ok(Some(StateKind::Cancelled)),
     }
 }
 
@@ -398,7 +400,8 @@ pub fn case_to_pb(c: &CaseRecord, view: &View) -> pb::Case {
             | CaseState::Withdrawn
             | CaseState::Rejected
             | CaseState::Approved
-            | CaseState::Paid => String::new(),
+            | CaseState::Paid
+            | CaseState::Cancelled => String::new(),
         },
         version: c.version,
         created_by: c.created_by.clone(),
