@@ -13,7 +13,7 @@ use relief_domain::{Application, DistrictId, Money, StateKind};
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::entity::approval::{decision, follow_up, payment, report_narrative};
+use crate::entity::{decision, follow_up, payment, report_narrative};
 use crate::entity::case;
 use crate::error::{Error, Result};
 use crate::records::DistrictRecord;
@@ -304,7 +304,7 @@ impl Store {
             };
             step_durations.sort_by_key(|s| chain_order(&s.step_id));
 
-            let by_kind: Vec<(String, i64)> = decisions_of_year()
+            let by_kind: Vec<(decision::Kind, i64)> = decisions_of_year()
                 .select_only()
                 .column(decision::Column::Decision)
                 .column_as(Expr::cust("COUNT(*)"), "n")
@@ -312,14 +312,17 @@ impl Store {
                 .into_tuple()
                 .all(db)
                 .await?;
-            let count_of = |kind: &str| {
+            let count_of = |kind: decision::Kind| {
                 by_kind
                     .iter()
-                    .find(|(k, _)| k == kind)
+                    .find(|(k, _)| *k == kind)
                     .map_or(0, |(_, n)| *n)
             };
-            let (n_returns, n_rejections) = (count_of("return"), count_of("reject"));
-            let reasons_of = |kind: &'static str| {
+            let (n_returns, n_rejections) = (
+                count_of(decision::Kind::Return),
+                count_of(decision::Kind::Reject),
+            );
+            let reasons_of = |kind: decision::Kind| {
                 decisions_of_year()
                     .select_only()
                     .column(decision::Column::Opinion)
@@ -330,8 +333,8 @@ impl Store {
                     .into_tuple::<String>()
                     .all(db)
             };
-            let return_reasons = reasons_of("return").await?;
-            let rejection_reasons = reasons_of("reject").await?;
+            let return_reasons = reasons_of(decision::Kind::Return).await?;
+            let rejection_reasons = reasons_of(decision::Kind::Reject).await?;
 
             Ok::<_, Error>((
                 step_durations,

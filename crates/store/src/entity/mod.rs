@@ -17,8 +17,3 @@ pub mod payment;
 pub mod report_narrative;
 pub mod request_id;
 pub mod rules_version;
-
-/// The tables of the approval process and its money, by the path the reports' queries use.
-pub mod approval {
-    pub use super::{decision, follow_up, payment, report_narrative};
-}
