@@ -13,8 +13,8 @@ use relief_domain::{Application, DistrictId, Money, StateKind};
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::entity::{decision, follow_up, payment, report_narrative};
 use crate::entity::case;
+use crate::entity::{decision, follow_up, payment, report_narrative};
 use crate::error::{Error, Result};
 use crate::records::DistrictRecord;
 use crate::{Store, WriteTx};
