@@ -2,7 +2,7 @@
 //! and reviews, and the request fields many calls carry (case ids, dates, years, texts).
 
 use chrono::{DateTime, NaiveDate, Utc};
-use relief_domain::{CaseId, DistrictId};
+use relief_domain::{CaseId, DistrictId, Violation};
 use relief_store::CaseRecord;
 
 use crate::auth::{Caller, CaseVisibility};
@@ -99,6 +99,19 @@ pub(crate) fn from_pb_time(
         .ok()
         .and_then(|n| DateTime::from_timestamp(t.seconds, n))
         .ok_or_else(|| ApiError::invalid(field, "is not a valid time"))
+}
+
+/// Moves the field violations of `r` into `violations`, so that every unreadable field of a
+/// request is reported at once; any other error stays an error.
+pub(crate) fn gather<T>(r: ApiResult<T>, violations: &mut Vec<Violation>) -> ApiResult<Option<T>> {
+    match r {
+        Ok(t) => Ok(Some(t)),
+        Err(ApiError::InvalidArgument(v)) => {
+            violations.extend(v);
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A new row id: a UUIDv7, ordered by creation.

@@ -52,6 +52,45 @@ fn application_with_request_id(
     }
 }
 
+/// The filter of a ListCases request; every field it cannot read is reported at once.
+fn case_filter_from_pb(req: &pb::ListCasesRequest) -> ApiResult<CaseFilter> {
+    let mut violations = Vec::new();
+    let state = state_from_pb(req.state, "state").unwrap_or_else(|v| {
+        violations.push(v);
+        None
+    });
+    let mut filter = CaseFilter {
+        state,
+        fiscal_year: (req.fiscal_year != 0).then_some(req.fiscal_year),
+        ..CaseFilter::default()
+    };
+    if !req.applicant_unit_id.is_empty() {
+        match UnitId::parse(&req.applicant_unit_id) {
+            Ok(u) => filter.applicant_unit = Some(u),
+            Err(e) => violations.push(relief_domain::Violation::new("applicant_unit_id", e)),
+        }
+    }
+    if !req.category_code.is_empty() {
+        match CategoryCode::parse(&req.category_code) {
+            Ok(c) => filter.category = Some(c),
+            Err(e) => violations.push(relief_domain::Violation::new("category_code", e)),
+        }
+    }
+    let text = req.recipient_name_contains.trim();
+    if text.chars().count() > MAX_SEARCH_CHARS {
+        violations.push(relief_domain::Violation::new(
+            "recipient_name_contains",
+            format_args!("must be at most {MAX_SEARCH_CHARS} characters"),
+        ));
+    } else if !text.is_empty() {
+        filter.recipient_name_contains = Some(text.to_owned());
+    }
+    if !violations.is_empty() {
+        return Err(ApiError::InvalidArgument(violations));
+    }
+    Ok(filter)
+}
+
 impl CaseApi {
     async fn create(
         &self,
@@ -114,43 +153,10 @@ impl CaseApi {
     ) -> ApiResult<pb::ListCasesResponse> {
         let district = caller.district()?;
         let visibility = caller.case_visibility()?;
-        let mut violations = Vec::new();
         let limit = self.ctx.page_size(req.page_size)?;
         let key = ListKey::of(district.as_str(), &req);
         let before = key.cursor_as(&req.page_token, CaseId::parse)?;
-        let state = state_from_pb(req.state, "state").unwrap_or_else(|v| {
-            violations.push(v);
-            None
-        });
-        let mut filter = CaseFilter {
-            state,
-            fiscal_year: (req.fiscal_year != 0).then_some(req.fiscal_year),
-            ..CaseFilter::default()
-        };
-        if !req.applicant_unit_id.is_empty() {
-            match UnitId::parse(&req.applicant_unit_id) {
-                Ok(u) => filter.applicant_unit = Some(u),
-                Err(e) => violations.push(relief_domain::Violation::new("applicant_unit_id", e)),
-            }
-        }
-        if !req.category_code.is_empty() {
-            match CategoryCode::parse(&req.category_code) {
-                Ok(c) => filter.category = Some(c),
-                Err(e) => violations.push(relief_domain::Violation::new("category_code", e)),
-            }
-        }
-        let text = req.recipient_name_contains.trim();
-        if text.chars().count() > MAX_SEARCH_CHARS {
-            violations.push(relief_domain::Violation::new(
-                "recipient_name_contains",
-                format_args!("must be at most {MAX_SEARCH_CHARS} characters"),
-            ));
-        } else if !text.is_empty() {
-            filter.recipient_name_contains = Some(text.to_owned());
-        }
-        if !violations.is_empty() {
-            return Err(ApiError::InvalidArgument(violations));
-        }
+        let mut filter = case_filter_from_pb(&req)?;
         if let CaseVisibility::Unit(own) = &visibility {
             // An applicant unit lists only its own cases; asking for another unit's finds none.
             if filter.applicant_unit.as_ref().is_some_and(|u| u != own) {

@@ -20,7 +20,9 @@ use relief_domain::case::{CaseState, check_submission};
 use relief_domain::payment::{PaymentState, paid_at, secs_to_payment};
 use relief_domain::{CaseId, Money, Role, StepId, Subject, UnitId, Violation};
 use relief_proto::v1 as pb;
-use relief_store::{CaseRecord, DecisionRecord, DistrictRecord, ImportedCase, PaymentRecord};
+use relief_store::{
+    CaseRecord, DecisionRecord, DistrictRecord, ImportedCase, PaymentRecord, PriorImport, WriteTx,
+};
 use sha2::{Digest as _, Sha256};
 use tonic::Streaming;
 
@@ -76,13 +78,7 @@ pub(crate) async fn import_cases(
         let next = records.message().await.map_err(ApiError::Stream)?;
         let done = next.is_none();
         if let Some(record) = next {
-            if index >= MAX_IMPORT_RECORDS {
-                return Err(ApiError::TooMany {
-                    reason: "TOO_MANY_RECORDS",
-                    message: format!("at most {MAX_IMPORT_RECORDS} records per call"),
-                    retry_after: None,
-                });
-            }
+            check_record_count(index)?;
             summary.received += 1;
             match check(index, &record, &district, &caller, ctx.clock.now()) {
                 Verdict::Checked(c) => batch.push(*c),
@@ -96,17 +92,7 @@ pub(crate) async fn import_cases(
         if batch.len() >= BATCH || (done && !batch.is_empty()) {
             let written =
                 write_batch(ctx, &caller, role, &district, std::mem::take(&mut batch)).await?;
-            for (r, paid) in written {
-                match pb::ImportOutcome::try_from(r.outcome) {
-                    Ok(pb::ImportOutcome::Imported) => {
-                        summary.imported += 1;
-                        summary.imported_paid_fen += paid.map_or(0, Money::fen);
-                    }
-                    Ok(pb::ImportOutcome::Duplicate) => summary.duplicates += 1,
-                    _ => summary.invalid += 1,
-                }
-                results.push(r);
-            }
+            tally(&mut summary, &mut results, written);
         }
         if done {
             break;
@@ -125,6 +111,37 @@ pub(crate) async fn import_cases(
         results,
         summary: Some(summary),
     })
+}
+
+/// Refuses the record at `index` (from zero) when a call carries more than it may.
+fn check_record_count(index: usize) -> ApiResult<()> {
+    if index < MAX_IMPORT_RECORDS {
+        return Ok(());
+    }
+    Err(ApiError::TooMany {
+        reason: "TOO_MANY_RECORDS",
+        message: format!("at most {MAX_IMPORT_RECORDS} records per call"),
+        retry_after: None,
+    })
+}
+
+/// Counts the results of a written batch into `summary` and keeps them in `results`.
+fn tally(
+    summary: &mut pb::ImportSummary,
+    results: &mut Vec<pb::ImportResult>,
+    written: Vec<(pb::ImportResult, Option<Money>)>,
+) {
+    for (r, paid) in written {
+        match pb::ImportOutcome::try_from(r.outcome) {
+            Ok(pb::ImportOutcome::Imported) => {
+                summary.imported += 1;
+                summary.imported_paid_fen += paid.map_or(0, Money::fen);
+            }
+            Ok(pb::ImportOutcome::Duplicate) => summary.duplicates += 1,
+            _ => summary.invalid += 1,
+        }
+        results.push(r);
+    }
 }
 
 fn invalid(index: usize, external_id: &str, violations: Vec<Violation>) -> pb::ImportResult {
@@ -167,95 +184,119 @@ async fn write_batch(
     for c in batch {
         let external_id = c.imported.external_id.clone();
         if let Some(prior) = tx.prior_import(&district.id, &external_id).await? {
-            if prior.fingerprint == c.imported.fingerprint {
-                out.push((
-                    pb::ImportResult {
-                        index: i64::try_from(c.index).unwrap_or(i64::MAX),
-                        external_id,
-                        outcome: pb::ImportOutcome::Duplicate as i32,
-                        case_id: prior.case_id,
-                        violations: Vec::new(),
-                    },
-                    None,
-                ));
-            } else {
-                out.push((
-                    invalid(
-                        c.index,
-                        &external_id,
-                        vec![Violation::new(
-                            "external_id",
-                            format!(
-                                "was imported before as case {} with other content",
-                                prior.case_id
-                            ),
-                        )],
-                    ),
-                    None,
-                ));
-            }
+            out.push((seen_before(c.index, external_id, prior, &c.imported), None));
             continue;
         }
-        if let Some(year) = c.imported.case.application.fiscal_year {
-            // Each year's state is read once per batch and kept up to date here, so a batch
-            // costs one balance query per year, not one per record. It is read under the
-            // district's write lock, so a window finance closes meanwhile is respected.
-            let (writable, balance) = match years.entry(year) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    let writable = tx.year_closed(&district.id, year).await?
-                        || tx
-                            .import_window(&district.id, year)
-                            .await?
-                            .is_some_and(|w| w.open);
-                    let balance = tx.budget_balance(&district.id, year).await?;
-                    e.insert((writable, balance))
-                }
-            };
-            let refusal = if *writable {
-                c.paid.and_then(|amount| {
-                    balance
-                        .check_reserve(amount)
-                        .err()
-                        .map(|e| ("payment.amount_fen", format!("fiscal year {year}: {e}")))
-                })
-            } else {
-                Some((
-                    "application.fiscal_year",
-                    format!(
-                        "fiscal year {year} is not closed and not open to imports: \
-                         finance opens it with LedgerService.OpenImportWindow"
-                    ),
-                ))
-            };
-            if let Some((field, reason)) = refusal {
-                out.push((
-                    invalid(c.index, &external_id, vec![Violation::new(field, reason)]),
-                    None,
-                ));
-                continue;
-            }
-            if let Some(amount) = c.paid {
-                balance.paid = balance
-                    .paid
-                    .checked_add(amount)
-                    .map_err(|e| ApiError::Internal(format!("paid total: {e}")))?;
-            }
+        if let Some(year) = c.imported.case.application.fiscal_year
+            && let Some(refusal) = admit_to_year(&tx, &mut years, district, year, c.paid).await?
+        {
+            out.push((invalid(c.index, &external_id, vec![refusal]), None));
+            continue;
         }
         tx.import_case(&c.imported, c.paid).await?;
-        out.push((
-            pb::ImportResult {
-                index: i64::try_from(c.index).unwrap_or(i64::MAX),
-                external_id,
-                outcome: pb::ImportOutcome::Imported as i32,
-                case_id: c.imported.case.id.to_string(),
-                violations: Vec::new(),
-            },
-            c.paid,
-        ));
+        let case_id = c.imported.case.id.to_string();
+        let result = written(c.index, external_id, pb::ImportOutcome::Imported, case_id);
+        out.push((result, c.paid));
     }
     tx.commit(None).await?;
     Ok(out)
+}
+
+/// The result of a record written (or found written before) as case `case_id`.
+fn written(
+    index: usize,
+    external_id: String,
+    outcome: pb::ImportOutcome,
+    case_id: String,
+) -> pb::ImportResult {
+    pb::ImportResult {
+        index: i64::try_from(index).unwrap_or(i64::MAX),
+        external_id,
+        outcome: outcome as i32,
+        case_id,
+        violations: Vec::new(),
+    }
+}
+
+/// The result of a record whose external id was imported before: a duplicate if its content
+/// is the same, else refused.
+fn seen_before(
+    index: usize,
+    external_id: String,
+    prior: PriorImport,
+    imported: &ImportedCase,
+) -> pb::ImportResult {
+    if prior.fingerprint == imported.fingerprint {
+        return written(
+            index,
+            external_id,
+            pb::ImportOutcome::Duplicate,
+            prior.case_id,
+        );
+    }
+    invalid(
+        index,
+        &external_id,
+        vec![Violation::new(
+            "external_id",
+            format!(
+                "was imported before as case {} with other content",
+                prior.case_id
+            ),
+        )],
+    )
+}
+
+/// Whether fiscal `year` takes a record that paid `paid`: the year must be closed or open to
+/// imports, and its budget must hold the payment. Each year's state is read once per batch
+/// (in `years`) and kept up to date here, so a batch costs one balance query per year, not
+/// one per record. It is read under the district's write lock, so a window finance closes
+/// meanwhile is respected. The refusal, if any, is the record's violation.
+async fn admit_to_year(
+    tx: &WriteTx,
+    years: &mut HashMap<i32, (bool, BudgetBalance)>,
+    district: &DistrictRecord,
+    year: i32,
+    paid: Option<Money>,
+) -> ApiResult<Option<Violation>> {
+    let (writable, balance) = match years.entry(year) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            let writable = tx.year_closed(&district.id, year).await?
+                || tx
+                    .import_window(&district.id, year)
+                    .await?
+                    .is_some_and(|w| w.open);
+            let balance = tx.budget_balance(&district.id, year).await?;
+            e.insert((writable, balance))
+        }
+    };
+    let refusal = if *writable {
+        paid.and_then(|amount| {
+            balance
+                .check_reserve(amount)
+                .err()
+                .map(|e| ("payment.amount_fen", format!("fiscal year {year}: {e}")))
+        })
+    } else {
+        Some((
+            "application.fiscal_year",
+            format!(
+                "fiscal year {year} is not closed and not open to imports: \
+                 finance opens it with LedgerService.OpenImportWindow"
+            ),
+        ))
+    };
+    if let Some((field, reason)) = refusal {
+        return Ok(Some(Violation::new(field, reason)));
+    }
+    if let Some(amount) = paid {
+        balance.paid = balance
+            .paid
+            .checked_add(amount)
+            .map_err(|e| ApiError::Internal(format!("paid total: {e}")))?;
+    }
+    Ok(None)
 }
 
 /// Checks one record on its own and builds what it will write.

@@ -12,8 +12,8 @@ use relief_proto::v1::audit_service_client::AuditServiceClient;
 use relief_proto::v1::ledger_service_client::LedgerServiceClient;
 use relief_tests::{
     ApplicationBuilder, Backend, FURONG, Role, TestApp, WANGCHENG, backend_tests, expect_code,
-    request_id, spawn_app, spawn_app_with_clock, valid_application, violation_fields,
-    wangcheng_rules, with_bearer,
+    expect_violations, request_id, spawn_app, spawn_app_with_clock, valid_application,
+    violation_fields, wangcheng_rules, with_bearer,
 };
 use sea_orm::ConnectionTrait as _;
 use tonic::transport::Channel;
@@ -925,6 +925,24 @@ async fn delegation_acts_on_behalf(backend: Backend) {
         }),
         ..Default::default()
     };
+    // Every unreadable term is named at once: a delegation to oneself that ends before it
+    // starts names both fields, and writes nothing.
+    let to_self_backwards = pb::CreateDelegationRequest {
+        request_id: request_id(),
+        delegate_subject: b.deputy.subject.clone(),
+        end_time: req.start_time,
+        start_time: req.end_time,
+        ..req.clone()
+    };
+    expect_violations(
+        b.deputy
+            .approvals
+            .clone()
+            .create_delegation(with_bearer(to_self_backwards, &b.deputy.token))
+            .await,
+        &["delegate_subject", "end_time"],
+        "a backwards delegation to oneself",
+    );
     let delegation = b
         .deputy
         .approvals

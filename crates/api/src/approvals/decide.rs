@@ -128,38 +128,7 @@ pub(super) async fn apply_decision(
     meeting_id: Option<&str>,
 ) -> ApiResult<(CaseRecord, DecisionRecord)> {
     let district = before.district_id.clone();
-    let rules = tx.case_rules(before).await?;
-    let delegations = tx
-        .active_delegations(&district, caller.claims().subject().as_str())
-        .await?;
-    let delegations: Vec<_> = delegations.iter().map(|d| d.facts()).collect();
-    let prior = tx.decisions_for_case(&district, before.id).await?;
-    let prior: Vec<StoredDecider<'_>> = prior
-        .iter()
-        .map(|d| StoredDecider {
-            step: &d.step_id,
-            actor: &d.actor_subject,
-            on_behalf_of: d.on_behalf_of.as_deref(),
-        })
-        .collect();
-    let outcome = decide_step(StepFacts {
-        chain: &rules.approval_chain,
-        case: before.decision_facts(),
-        applicant_unit: &before.applicant_unit_id,
-        filed_by: &before.created_by,
-        step,
-        decision,
-        at_meeting: meeting_id.is_some(),
-        decider: Decider {
-            subject: caller.claims().subject(),
-            roles: caller.claims().roles(),
-            unit: caller.claims().unit(),
-        },
-        delegations: &delegations,
-        prior: &prior,
-        now: tx.now(),
-    })
-    .map_err(step_refusal)?;
+    let outcome = decide_on_facts(tx, caller, before, step, decision, meeting_id).await?;
     let mut actor = caller.actor(outcome.acting_role);
     actor.on_behalf_of = outcome.on_behalf_of.clone();
     tx.act_as(actor.clone());
@@ -187,6 +156,51 @@ pub(super) async fn apply_decision(
     tx.update_case(outcome.event, note, before, &mut after)
         .await?;
     Ok((after, record))
+}
+
+/// Gathers the facts of a decision on `before` at `step` (the case's rules, the caller's
+/// delegations, the earlier decisions) and lets [`decide_step`] decide.
+async fn decide_on_facts(
+    tx: &mut WriteTx,
+    caller: &Caller,
+    before: &CaseRecord,
+    step: &StepId,
+    decision: &Decision,
+    meeting_id: Option<&str>,
+) -> ApiResult<StepOutcome> {
+    let district = &before.district_id;
+    let rules = tx.case_rules(before).await?;
+    let delegations = tx
+        .active_delegations(district, caller.claims().subject().as_str())
+        .await?;
+    let delegations: Vec<_> = delegations.iter().map(|d| d.facts()).collect();
+    let prior = tx.decisions_for_case(district, before.id).await?;
+    let prior: Vec<StoredDecider<'_>> = prior
+        .iter()
+        .map(|d| StoredDecider {
+            step: &d.step_id,
+            actor: &d.actor_subject,
+            on_behalf_of: d.on_behalf_of.as_deref(),
+        })
+        .collect();
+    decide_step(StepFacts {
+        chain: &rules.approval_chain,
+        case: before.decision_facts(),
+        applicant_unit: &before.applicant_unit_id,
+        filed_by: &before.created_by,
+        step,
+        decision,
+        at_meeting: meeting_id.is_some(),
+        decider: Decider {
+            subject: caller.claims().subject(),
+            roles: caller.claims().roles(),
+            unit: caller.claims().unit(),
+        },
+        delegations: &delegations,
+        prior: &prior,
+        now: tx.now(),
+    })
+    .map_err(step_refusal)
 }
 
 /// The record of a decision `outcome` taken by `actor` on `before` at `step`.

@@ -2,20 +2,70 @@
 //! for a while (代理审批). Whether a delegation is in force is the domain's to say
 //! ([`relief_domain::approval::delegation_active`]).
 
-use relief_domain::Subject;
+use chrono::{DateTime, Utc};
 use relief_domain::rules::may_hold_step;
+use relief_domain::{Subject, Violation};
 use relief_proto::v1 as pb;
 use relief_store::DelegationRecord;
 
 use super::decide::provisional_role;
 use super::{ApprovalApi, delegation_to_pb};
-use crate::access::{from_pb_time, new_id};
+use crate::access::{from_pb_time, gather, new_id};
 use crate::auth::Caller;
 use crate::convert::role_from_pb;
 use crate::error::{ApiError, ApiResult};
 use crate::paging::{ListKey, parse_time_key, time_key};
 
 const MAX_DELEGATION_DAYS: i64 = 90;
+
+/// Who a CreateDelegation request lends a role to, and for when.
+struct DelegationTerms {
+    delegate: Subject,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+}
+
+impl DelegationTerms {
+    /// Reads the terms off the request of `delegator`; every field it cannot read is
+    /// reported at once.
+    fn parse(req: &pb::CreateDelegationRequest, delegator: &Subject) -> ApiResult<Self> {
+        let mut v = Vec::new();
+        let delegate = match Subject::parse(&req.delegate_subject) {
+            Ok(d) if &d == delegator => {
+                v.push(Violation::new(
+                    "delegate_subject",
+                    "a person cannot delegate to themself",
+                ));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                v.push(Violation::new("delegate_subject", e));
+                None
+            }
+        };
+        let starts_at = gather(from_pb_time("start_time", req.start_time.as_ref()), &mut v)?;
+        let ends_at = gather(from_pb_time("end_time", req.end_time.as_ref()), &mut v)?;
+        if let (Some(starts_at), Some(ends_at)) = (starts_at, ends_at) {
+            if ends_at <= starts_at {
+                v.push(Violation::new("end_time", "must be after start_time"));
+            } else if ends_at - starts_at > chrono::Duration::days(MAX_DELEGATION_DAYS) {
+                v.push(Violation::new(
+                    "end_time",
+                    format_args!("a delegation lasts at most {MAX_DELEGATION_DAYS} days"),
+                ));
+            }
+        }
+        match (delegate, starts_at, ends_at) {
+            (Some(delegate), Some(starts_at), Some(ends_at)) if v.is_empty() => Ok(Self {
+                delegate,
+                starts_at,
+                ends_at,
+            }),
+            _ => Err(ApiError::InvalidArgument(v)),
+        }
+    }
+}
 
 impl ApprovalApi {
     pub(super) async fn create_delegation(
@@ -37,25 +87,11 @@ impl ApprovalApi {
             ));
         }
         caller.require_role(role)?;
-        let delegate = Subject::parse(&req.delegate_subject)
-            .map_err(|e| ApiError::invalid("delegate_subject", e))?;
-        if &delegate == caller.claims().subject() {
-            return Err(ApiError::invalid(
-                "delegate_subject",
-                "a person cannot delegate to themself",
-            ));
-        }
-        let starts_at = from_pb_time("start_time", req.start_time.as_ref())?;
-        let ends_at = from_pb_time("end_time", req.end_time.as_ref())?;
-        if ends_at <= starts_at {
-            return Err(ApiError::invalid("end_time", "must be after start_time"));
-        }
-        if ends_at - starts_at > chrono::Duration::days(MAX_DELEGATION_DAYS) {
-            return Err(ApiError::invalid(
-                "end_time",
-                format_args!("a delegation lasts at most {MAX_DELEGATION_DAYS} days"),
-            ));
-        }
+        let DelegationTerms {
+            delegate,
+            starts_at,
+            ends_at,
+        } = DelegationTerms::parse(&req, caller.claims().subject())?;
         m.run(Some(&district), role, async |tx| {
             if ends_at <= tx.now() {
                 return Err(ApiError::invalid("end_time", "must be in the future"));

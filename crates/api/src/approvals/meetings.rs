@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use relief_domain::approval::{Decision, DecisionKind, decide};
 use relief_domain::{CaseId, CaseState, DistrictId, Role, StepId, Violation};
 use relief_proto::v1 as pb;
-use relief_store::{MeetingItemRecord, MeetingRecord, WriteTx};
+use relief_store::{CaseRecord, DecisionRecord, MeetingItemRecord, MeetingRecord, WriteTx};
 
 use super::decide::{apply_decision, decide_error, parse_decision};
 use super::{ApprovalApi, meeting_to_pb};
@@ -55,6 +55,76 @@ fn recorded_decision(item: &MeetingItemRecord) -> ApiResult<Decision> {
         Some(DecisionKind::Reject) => Ok(Decision::Reject),
         None => Err(corrupt()),
     }
+}
+
+/// Refuses to close a meeting while any case of its agenda has no decision recorded.
+fn check_all_decided(meeting: &MeetingRecord) -> ApiResult<()> {
+    let undecided: Vec<String> = meeting
+        .items
+        .iter()
+        .filter(|i| i.decision.is_none())
+        .map(|i| i.case_id.to_string())
+        .collect();
+    if undecided.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::precondition(
+        "UNDECIDED_CASES",
+        format!("no decision recorded for {}", undecided.join(", ")),
+    ))
+}
+
+/// The step a case of the agenda waits at for the party-group decision.
+fn step_awaiting_meeting(case: &CaseRecord) -> ApiResult<StepId> {
+    case.state
+        .step()
+        .cloned()
+        .filter(|_| matches!(case.state, CaseState::InReview { .. }))
+        .ok_or_else(|| {
+            ApiError::precondition(
+                "CASE_MOVED_ON",
+                format!(
+                    "case {} is no longer waiting for the party-group decision",
+                    case.id
+                ),
+            )
+        })
+}
+
+/// Applies the decision recorded for one agenda `item` of the meeting `meeting_id` in
+/// `district`; a
+/// refusal names the case and says that nothing of the meeting was applied.
+async fn apply_item(
+    tx: &mut WriteTx,
+    caller: &Caller,
+    district: &DistrictId,
+    meeting_id: &str,
+    item: &MeetingItemRecord,
+) -> ApiResult<(CaseRecord, DecisionRecord)> {
+    let case = visible(
+        tx.case(district, item.case_id).await?,
+        &CaseVisibility::District,
+    )?;
+    let decision = recorded_decision(item)?;
+    let step = step_awaiting_meeting(&case)?;
+    let opinion = item.opinion.as_deref().unwrap_or("");
+    apply_decision(
+        tx,
+        caller,
+        &case,
+        &step,
+        &decision,
+        opinion,
+        Some(meeting_id),
+    )
+    .await
+    .map_err(|e| match e {
+        ApiError::FailedPrecondition { reason, message } => ApiError::FailedPrecondition {
+            reason,
+            message: format!("case {}: {message}; nothing was applied", case.id),
+        },
+        other => other,
+    })
 }
 
 impl ApprovalApi {
@@ -229,56 +299,11 @@ impl ApprovalApi {
         let m = self.ctx.mutation(&caller, &req.request_id, &req)?;
         m.run(Some(&district), Role::BureauOffice, async |tx| {
             let before = open_meeting_for_office(tx, &district, &req.meeting_id).await?;
-            let undecided: Vec<String> = before
-                .items
-                .iter()
-                .filter(|i| i.decision.is_none())
-                .map(|i| i.case_id.to_string())
-                .collect();
-            if !undecided.is_empty() {
-                return Err(ApiError::precondition(
-                    "UNDECIDED_CASES",
-                    format!("no decision recorded for {}", undecided.join(", ")),
-                ));
-            }
+            check_all_decided(&before)?;
             let after_meeting = tx.close_meeting(&before).await?;
             let mut cases = Vec::new();
             for item in &before.items {
-                let case = visible(
-                    tx.case(&district, item.case_id).await?,
-                    &CaseVisibility::District,
-                )?;
-                let decision = recorded_decision(item)?;
-                let Some(step) = case
-                    .state
-                    .step()
-                    .cloned()
-                    .filter(|_| matches!(case.state, CaseState::InReview { .. }))
-                else {
-                    return Err(ApiError::precondition(
-                        "CASE_MOVED_ON",
-                        format!(
-                            "case {} is no longer waiting for the party-group decision",
-                            case.id
-                        ),
-                    ));
-                };
-                let opinion = item.opinion.as_deref().unwrap_or("");
-                let (after, record) =
-                    apply_decision(tx, &caller, &case, &step, &decision, opinion, Some(&before.id))
-                        .await
-                        .map_err(|e| match e {
-                            ApiError::FailedPrecondition { reason, message } => {
-                                ApiError::FailedPrecondition {
-                                    reason,
-                                    message: format!(
-                                        "case {}: {message}; nothing was applied",
-                                        case.id
-                                    ),
-                                }
-                            }
-                            other => other,
-                        })?;
+                let (after, record) = apply_item(tx, &caller, &district, &before.id, item).await?;
                 tracing::info!(district = %district, case = %record.case_id, step = %record.step_id, decision = ?record.decision, meeting = %before.id, "case decided");
                 cases.push(case_to_pb(&after, &caller.case_view(&after)));
             }

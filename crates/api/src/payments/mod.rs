@@ -2,6 +2,7 @@
 //! approved amount ([`relief_domain::payment::check_payable`]), confirms what the bank paid
 //! ([`relief_domain::payment::confirm`]), and records what it refused or returned.
 
+use chrono::NaiveDate;
 use relief_domain::case::CaseState;
 use relief_domain::ledger::EntryKind;
 use relief_domain::payment::{
@@ -66,6 +67,44 @@ async fn payment_of(tx: &WriteTx, district: &DistrictId, id: &str) -> ApiResult<
     tx.payment(district, id)
         .await?
         .ok_or(ApiError::NotFound("payment"))
+}
+
+/// The follow-up visits (回访) due after a confirmed payment of `case`, numbered from one.
+async fn insert_follow_ups(
+    tx: &mut WriteTx,
+    case: &CaseRecord,
+    due: Vec<NaiveDate>,
+) -> ApiResult<()> {
+    for (i, due) in due.into_iter().enumerate() {
+        tx.insert_follow_up(&FollowUpRecord::due(
+            new_id(),
+            case,
+            i32::try_from(i + 1).unwrap_or(i32::MAX),
+            due,
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// What a paid payment becomes when the bank returns it for `reason`; only a paid payment
+/// can be returned.
+fn reversed_state(state: &PaymentState, reason: &str) -> ApiResult<PaymentState> {
+    let PaymentState::Paid {
+        bank_reference,
+        paid_on,
+    } = state.clone()
+    else {
+        return Err(ApiError::precondition(
+            "PAYMENT_NOT_PAID",
+            format!("the payment is {}", state.as_str()),
+        ));
+    };
+    Ok(PaymentState::Reversed {
+        bank_reference,
+        paid_on,
+        reason: reason.to_owned(),
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -188,15 +227,7 @@ impl DisbursementApi {
             paid_case.enter(confirmed.case_state, None, tx.now());
             tx.update_case("case.paid", None, &case, &mut paid_case)
                 .await?;
-            for (i, due) in confirmed.follow_ups.into_iter().enumerate() {
-                tx.insert_follow_up(&FollowUpRecord::due(
-                    new_id(),
-                    &paid_case,
-                    i32::try_from(i + 1).unwrap_or(i32::MAX),
-                    due,
-                ))
-                .await?;
-            }
+            insert_follow_ups(tx, &paid_case, confirmed.follow_ups).await?;
             tracing::info!(district = %district, case = %case.id, payment = %before.id, "payment confirmed");
             let view = caller.case_view(&paid_case);
             Ok(pb::ConfirmPaymentResponse {
@@ -217,16 +248,7 @@ impl DisbursementApi {
         let reason = required_text("reason", &req.reason, MAX_TEXT)?;
         m.run(Some(&district), Role::Finance, async |tx| {
             let before = payment_of(tx, &district, &req.payment_id).await?;
-            let PaymentState::Paid {
-                bank_reference,
-                paid_on,
-            } = before.state.clone()
-            else {
-                return Err(ApiError::precondition(
-                    "PAYMENT_NOT_PAID",
-                    format!("the payment is {}", before.state.as_str()),
-                ));
-            };
+            let reversed = reversed_state(&before.state, &reason)?;
             if tx.year_closed(&district, before.fiscal_year).await? {
                 return Err(ApiError::precondition(
                     "YEAR_CLOSED",
@@ -238,11 +260,7 @@ impl DisbursementApi {
                 &CaseVisibility::District,
             )?;
             let mut after = PaymentRecord {
-                state: PaymentState::Reversed {
-                    bank_reference,
-                    paid_on,
-                    reason: reason.clone(),
-                },
+                state: reversed,
                 ..before.clone()
             };
             tx.update_payment("payment.reversed", Some(&reason), &before, &mut after)
