@@ -32,10 +32,53 @@ pub struct EventFields<'a> {
     pub after_json: Option<&'a str>,
 }
 
-/// The hash of an event given its predecessor's. Every field is length-prefixed so no two
-/// different events encode to the same bytes.
+/// The hash that links a deployment's events: SHA-256, or SM3 (GB/T 32905) where the
+/// deployment uses the national algorithms. Chosen once, when the database is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChainAlg {
+    #[default]
+    Sha256,
+    Sm3,
+}
+
+enum ChainHasher {
+    Sha256(Sha256),
+    Sm3(sm3::Sm3),
+}
+
+impl ChainHasher {
+    fn new(alg: ChainAlg) -> Self {
+        match alg {
+            ChainAlg::Sha256 => ChainHasher::Sha256(Sha256::new()),
+            ChainAlg::Sm3 => ChainHasher::Sm3(sm3::Sm3::new()),
+        }
+    }
+
+    fn update(&mut self, bytes: impl AsRef<[u8]>) {
+        match self {
+            ChainHasher::Sha256(h) => h.update(bytes),
+            ChainHasher::Sm3(h) => h.update(bytes),
+        }
+    }
+
+    fn finalize(self) -> [u8; 32] {
+        match self {
+            ChainHasher::Sha256(h) => h.finalize().into(),
+            ChainHasher::Sm3(h) => h.finalize().into(),
+        }
+    }
+}
+
+/// The SHA-256 hash of an event given its predecessor's ([`chain_hash_with`]).
 pub fn chain_hash(prev_hash: &str, e: &EventFields<'_>) -> String {
-    let mut h = Sha256::new();
+    chain_hash_with(ChainAlg::Sha256, prev_hash, e)
+}
+
+/// The hash of an event given its predecessor's, over the fields exactly as stored (sealed
+/// personal fields as their ciphertext). Every field is length-prefixed so no two different
+/// events encode to the same bytes.
+pub fn chain_hash_with(alg: ChainAlg, prev_hash: &str, e: &EventFields<'_>) -> String {
+    let mut h = ChainHasher::new(alg);
     let mut put = |s: Option<&str>| match s {
         None => h.update([0u8]),
         Some(s) => {
@@ -265,6 +308,7 @@ pub struct ChainSummary {
 /// chain passes through the point a caller holds (`claim`).
 #[derive(Debug, Clone)]
 pub struct ChainWalker {
+    alg: ChainAlg,
     keys: Vec<AuditPublicKey>,
     claim: Option<(i64, String)>,
     prev: String,
@@ -276,12 +320,19 @@ impl ChainWalker {
     /// `keys` check the checkpoints; `claim` is a (seq, hash) the chain must pass through.
     pub fn new(keys: Vec<AuditPublicKey>, claim: Option<(i64, String)>) -> Self {
         Self {
+            alg: ChainAlg::Sha256,
             keys,
             claim,
             prev: GENESIS_HASH.to_owned(),
             last_seq: 0,
             summary: ChainSummary::default(),
         }
+    }
+
+    /// The same walker, for a chain linked with `alg`.
+    pub fn with_alg(mut self, alg: ChainAlg) -> Self {
+        self.alg = alg;
+        self
     }
 
     /// The events that matched so far.
@@ -303,7 +354,7 @@ impl ChainWalker {
         if e.prev_hash() != self.prev {
             return brk("does not link to the previous event");
         }
-        let h = chain_hash(&self.prev, &f);
+        let h = chain_hash_with(self.alg, &self.prev, &f);
         if h != e.hash() {
             return brk("content does not match its hash");
         }
